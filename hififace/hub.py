@@ -1,0 +1,111 @@
+"""Hugging Face Hub packaging shared by every hififace model class.
+
+`HubMixin` is `huggingface_hub.PyTorchModelHubMixin` with two changes:
+
+- weights load **strictly**: a missing, unexpected or wrongly shaped tensor raises
+  `CheckpointError` naming the tensors (the upstream mixin defaults to `strict=False`);
+- only `model.safetensors` is read; a pickled `pytorch_model.bin` is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+_MAX_LISTED = 8
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not match the model it is loaded into."""
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+def state_dict_mismatch(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """Describe how `state_dict` differs from `model.state_dict()`, or return None when it fits exactly."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {_listed(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected: {_listed(unexpected)}")
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} of the wrong shape: {_listed(wrong_shape)}")
+    return "; ".join(problems) or None
+
+
+def load_state_dict_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = ""
+) -> None:
+    """Load `state_dict` into `model`, raising `CheckpointError` unless names and shapes match exactly."""
+    problem = state_dict_mismatch(model, state_dict)
+    if problem:
+        where = f" from {source}" if source else ""
+        raise CheckpointError(f"cannot load {type(model).__name__}{where}: {problem}")
+    model.load_state_dict(state_dict, strict=True)
+
+
+MODEL_CARD_TEMPLATE = """
+---
+{{ card_data }}
+---
+
+# {{ model_name | default("hififace model", true) }}
+
+{{ description | default("A model of the hififace project.", true) }}
+
+- Paper: HifiFace: 3D Shape and Semantic Prior Guided High Fidelity Face Swapping
+  (Wang et al., IJCAI 2021), {{ paper_url }}
+- Code: {{ repo_url }}
+- Licence of these weights: {{ weights_license | default(card_data.license, true) }}
+- Where the weights come from: {{ weights_source | default("initialised by the hififace code (not trained)", true) }}
+
+Load it with the `hififace` package:
+
+```python
+from hififace import {{ class_name | default("HifiFace", true) }}
+model = {{ class_name | default("HifiFace", true) }}.from_pretrained("path/or/repo-id")
+```
+
+Face swapping can deceive. Use it only with the consent of the people shown, label the results as
+synthetic, and follow the law where you are.
+"""
+
+PAPER_URL = "https://arxiv.org/abs/2106.09965"
+REPO_URL = "https://github.com/hififace/hififace"
+
+
+class HubMixin(PyTorchModelHubMixin):
+    """`PyTorchModelHubMixin` that loads safetensors only, and strictly."""
+
+    @classmethod
+    def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):
+        from safetensors.torch import load_file
+
+        if not os.path.isfile(model_file):
+            raise CheckpointError(f"no weights file: {model_file} does not exist")
+        load_state_dict_strict(model, load_file(model_file, device=str(map_location)), source=model_file)
+        model.eval()
+        return model
+
+    @classmethod
+    def _load_as_pickle(cls, model, model_file: str, map_location: str, strict: bool):
+        raise CheckpointError(
+            f"{model_file} is a pickle; hififace loads model.safetensors only. "
+            "Convert other checkpoints with `hififace convert`."
+        )
