@@ -1,0 +1,60 @@
+"""Faces in whole images: detect, align onto a template, choose, paste back.
+
+    detector = load_detector()                      # insightface SCRFD, else dlib HOG
+    faces = select_faces(detector.detect(image))    # the largest face by default
+    crop, matrix = align_face(image, faces[0].landmarks, size=256)
+    ...                                             # swap the crop, get a mask
+    result = paste_back(image, new_crop, soften_mask(mask, erode=5, blur=10), matrix)
+
+Importing this package loads no model.
+"""
+
+from hififace.faces.alignment import (
+    TEMPLATES,
+    align_face,
+    alignment_matrix,
+    estimate_similarity,
+    invert_affine,
+    template_points,
+    transform_points,
+)
+from hififace.faces.blend import paste_back, soften_mask, warp_mask_to_image
+from hififace.faces.detection import (
+    DetectorUnavailable,
+    DlibDetector,
+    FaceDetector,
+    InsightFaceDetector,
+    five_from_68,
+    load_detector,
+)
+from hififace.faces.selection import FaceSelectionError, cosine_similarity, select_faces
+from hififace.faces.types import Face, Image, Landmarks5, Landmarks68, Mask, Matrix, sort_left_to_right
+
+__all__ = [
+    "TEMPLATES",
+    "DetectorUnavailable",
+    "DlibDetector",
+    "Face",
+    "FaceDetector",
+    "FaceSelectionError",
+    "Image",
+    "InsightFaceDetector",
+    "Landmarks5",
+    "Landmarks68",
+    "Mask",
+    "Matrix",
+    "align_face",
+    "alignment_matrix",
+    "cosine_similarity",
+    "estimate_similarity",
+    "five_from_68",
+    "invert_affine",
+    "load_detector",
+    "paste_back",
+    "select_faces",
+    "soften_mask",
+    "sort_left_to_right",
+    "template_points",
+    "transform_points",
+    "warp_mask_to_image",
+]
