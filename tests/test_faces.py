@@ -261,6 +261,9 @@ def test_estimate_similarity_recovers_a_known_transform():
     np.testing.assert_allclose(transform_points(dst, invert_affine(known)), src, atol=1e-9)
     with pytest.raises(ValueError, match="coincide"):
         estimate_similarity(np.ones((5, 2)), dst)
+    # A mirrored target is fitted by a rotation, never by a reflection.
+    mirrored = src * (-1, 1)
+    assert np.linalg.det(estimate_similarity(src, mirrored)[:, :2]) > 0
 
 
 def test_estimate_similarity_is_least_squares_on_real_landmarks(astronaut_face):
@@ -369,6 +372,22 @@ def test_paste_back_of_the_unchanged_crop_is_close(astronaut, astronaut_face):
     np.testing.assert_array_equal(paste_back(astronaut, crop, np.zeros_like(mask), matrix), astronaut)
     with pytest.raises(ValueError, match="same pixels"):
         paste_back(astronaut, crop[:128], mask, matrix)
+
+
+def test_warped_mask_matches_a_whole_image_warp(astronaut, astronaut_face):
+    # paste_back only warps inside the mask's footprint; it must lose nothing against a warp of the
+    # whole image.
+    crop, matrix = align_face(astronaut, astronaut_face.landmarks, size=256)
+    for mask in (_inner_square_mask(256), np.ones((256, 256), np.float32)):
+        alpha = warp_mask_to_image(mask, matrix, astronaut.shape)
+        whole = cv2.warpAffine(mask, invert_affine(matrix), (512, 512), flags=cv2.INTER_LINEAR, borderValue=0)
+        np.testing.assert_allclose(alpha, whole, atol=1e-4)
+        np.testing.assert_array_equal(alpha > 0, whole > 0)
+    # With a mask that reaches the crop's edge, the pasted edge stays close to the original: the
+    # crop is not darkened by samples from beyond its border.
+    out = paste_back(astronaut, crop, np.ones((256, 256), np.float32), matrix)
+    edge = (alpha > 0) & (alpha < 1)
+    assert edge.sum() > 100 and np.abs(out.astype(np.int16) - astronaut)[edge].mean() < 3
 
 
 def test_paste_back_face_at_the_image_edge(astronaut, astronaut_face):
