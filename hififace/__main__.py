@@ -1,0 +1,5 @@
+import sys
+
+from hififace.cli import main
+
+sys.exit(main())

@@ -1,0 +1,312 @@
+"""The HifiFace generator: encoder, decoder and Semantic Facial Fusion module.
+
+HifiFace: 3D Shape and Semantic Prior Guided High Fidelity Face Swapping (Wang et al., IJCAI 2021),
+https://arxiv.org/abs/2106.09965. Figure 2 of the paper; the structure is the one of the public
+HiFiFace-pytorch release (DESIGN §2), so its weights load through `hififace convert hififace-pytorch`.
+
+Conventions: images are RGB float NCHW in [0, 1]; S is the image size (256 or 512).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hififace.hub import PAPER_URL, REPO_URL, HubMixin
+from hififace.priors.identity import IdentityCode, ShapeAwareIdentity
+
+LRELU_SLOPE = 0.2
+SUPPORTED_SIZES = (256, 512)
+
+
+def _lrelu(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, LRELU_SLOPE)
+
+
+def _resample(x: torch.Tensor, mode: str | None) -> torch.Tensor:
+    if mode == "down":
+        return F.avg_pool2d(x, 2)
+    if mode == "up":
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return x
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block with instance norm.
+
+    main = IN → LReLU → conv3×3 → [resample] → IN → LReLU → conv3×3; skip = conv1×1 → [resample].
+
+    Args:
+        in_channels (int): input channels.
+        out_channels (int): output channels.
+        resample (str | None, None): "down" (2×2 average pooling), "up" (bilinear ×2) or None.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, resample: str | None = None):
+        super().__init__()
+        self.resample = resample
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(_lrelu(F.instance_norm(x)))
+        h = self.conv2(_lrelu(F.instance_norm(_resample(h, self.resample))))
+        return h + _resample(self.skip(x), self.resample)
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance norm driven by the identity vector: scale(v) · IN(x) + shift(v).
+
+    The scale is used as predicted (not 1 + scale), as in the public release.
+    """
+
+    def __init__(self, channels: int, identity_dim: int):
+        super().__init__()
+        self.scale = nn.Linear(identity_dim, channels)
+        self.shift = nn.Linear(identity_dim, channels)
+
+    def forward(self, x: torch.Tensor, v_sid: torch.Tensor) -> torch.Tensor:
+        scale = self.scale(v_sid)[:, :, None, None]
+        shift = self.shift(v_sid)[:, :, None, None]
+        return scale * F.instance_norm(x) + shift
+
+
+class AdaINResBlock(nn.Module):
+    """Residual block whose normalisations are AdaIN on the identity vector.
+
+    main = AdaIN → LReLU → conv3×3 → [up] → AdaIN → LReLU → conv3×3; skip = conv1×1 → [up].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, identity_dim: int, upsample: bool = False):
+        super().__init__()
+        self.resample = "up" if upsample else None
+        self.adain1 = AdaIN(in_channels, identity_dim)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.adain2 = AdaIN(out_channels, identity_dim)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, v_sid: torch.Tensor) -> torch.Tensor:
+        h = _resample(self.conv1(_lrelu(self.adain1(x, v_sid))), self.resample)
+        h = self.conv2(_lrelu(self.adain2(h, v_sid)))
+        return h + _resample(self.skip(x), self.resample)
+
+
+class Encoder(nn.Module):
+    """Encodes the target: conv3×3, then residual blocks down to an S/32 bottleneck.
+
+    Returns (z_enc, bottleneck): z_enc is the fusion-resolution feature (S/4 at 256, S/8 at 512).
+    """
+
+    def __init__(self, channels: list[int], downsample: list[bool], fusion_index: int):
+        super().__init__()
+        self.fusion_index = fusion_index
+        self.conv_in = nn.Conv2d(3, channels[0], 3, padding=1)
+        self.blocks = nn.ModuleList(
+            ResBlock(cin, cout, "down" if down else None)
+            for cin, cout, down in zip(channels[:-1], channels[1:], downsample, strict=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.conv_in(x)
+        z_enc = x
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == self.fusion_index:
+                z_enc = x
+        return z_enc, x
+
+
+class Decoder(nn.Module):
+    """AdaIN residual blocks from the bottleneck up to the fusion resolution (z_dec)."""
+
+    def __init__(self, channels: list[int], upsample: list[bool], identity_dim: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            AdaINResBlock(cin, cout, identity_dim, up)
+            for cin, cout, up in zip(channels[:-1], channels[1:], upsample, strict=True)
+        )
+
+    def forward(self, x: torch.Tensor, v_sid: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, v_sid)
+        return x
+
+
+class SemanticFacialFusion(nn.Module):
+    """Semantic Facial Fusion module (paper §3.2, Eq. 2-4).
+
+    Blends decoder and encoder features with a learned low-resolution mask M_low, decodes the
+    low-resolution result I_low, upsamples to S with F_up and blends the output I_out into the
+    target with the predicted mask M_r.
+    """
+
+    def __init__(self, channels: int, identity_dim: int, num_upsample: int):
+        super().__init__()
+        self.sigma = ResBlock(channels, channels)
+        self.mask_low_head = nn.Conv2d(channels, 1, 3, padding=1)
+        self.fuse_blocks = nn.ModuleList(AdaINResBlock(channels, channels, identity_dim) for _ in range(2))
+        self.image_low_head = nn.Conv2d(channels, 3, 3, padding=1)
+        self.upsample = nn.Sequential(*(ResBlock(channels, channels, "up") for _ in range(num_upsample)))
+        self.image_head = nn.Conv2d(channels, 3, 3, padding=1)
+        self.mask_head = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(
+        self, target: torch.Tensor, z_enc: torch.Tensor, z_dec: torch.Tensor, v_sid: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        mask_low = torch.sigmoid(self.mask_low_head(z_dec))
+        z_fuse = mask_low * z_dec + (1 - mask_low) * self.sigma(z_enc)  # Eq. 2
+        z = z_fuse
+        for block in self.fuse_blocks:
+            z = block(z, v_sid)
+
+        # The public release applies these LeakyReLUs in place, so F_up sees LReLU(z) and the mask
+        # head sees LReLU(h); its weights were trained that way, so we keep that data flow.
+        a = _lrelu(z)
+        target_low = F.interpolate(target, size=z.shape[-2:], mode="nearest")
+        image_low = mask_low * self.image_low_head(a) + (1 - mask_low) * target_low  # Eq. 3
+
+        b = _lrelu(self.upsample(a))
+        image_out = self.image_head(b)
+        mask = torch.sigmoid(self.mask_head(b))
+        image = mask * image_out + (1 - mask) * target  # Eq. 4
+        return {
+            "image": image,
+            "image_low": image_low,
+            "mask": mask,
+            "mask_low": mask_low,
+            "image_out": image_out,
+        }
+
+
+@dataclass
+class HifiFaceOutput:
+    """What `HifiFace.forward` returns.
+
+    Attributes:
+        image: I_r, the swapped face blended into the target, (B, 3, S, S).
+        image_low: I_low, the low-resolution swap, (B, 3, S/4, S/4) at 256, (B, 3, S/8, S/8) at 512.
+        mask: M_r, the predicted face mask, (B, 1, S, S) in [0, 1].
+        mask_low: M_low, the feature-fusion mask at I_low's resolution, in [0, 1].
+        image_out: I_out, the raw decoded face before blending with M_r, (B, 3, S, S).
+        identity: v_sid, the 3D shape-aware identity vector the decoder was driven by, (B, 769).
+    """
+
+    image: torch.Tensor
+    image_low: torch.Tensor
+    mask: torch.Tensor
+    mask_low: torch.Tensor
+    image_out: torch.Tensor
+    identity: torch.Tensor
+
+
+class HifiFace(
+    nn.Module,
+    HubMixin,
+    library_name="hififace",
+    repo_url=REPO_URL,
+    paper_url=PAPER_URL,
+    license="mit",
+    tags=["hififace", "face-swap", "image-to-image"],
+    pipeline_tag="image-to-image",
+):
+    """HifiFace face-swapping generator with its frozen 3D shape-aware identity extractor.
+
+    `HifiFace()` is the full 256 model of the public release (151 M values, 61.9 M trainable).
+
+    Args:
+        image_size (int, 256): 256, or 512 (one more down block in the encoder, one more up block
+            in F_up; fusion stays at 64×64 and I_low is S/8).
+        base_channels (int, 64): encoder width after its first conv; fusion features have 4× this.
+        max_channels (int, 512): widest encoder/decoder feature.
+        arcface_depth (int, 100): IResNet depth of the ArcFace identity network (50 or 100 usually).
+        face3d_input_size (int, 256): size the 3DMM regressor sees (the release feeds the 256 crop).
+        coeff_dims (list[int], [80, 64, 80, 3, 27, 2, 1]): 3DMM coefficient groups (id, exp, tex,
+            angle, gamma, xy, z); the first group is the identity (shape) part of c_fuse.
+        embedding_dim (int, 512): ArcFace embedding size.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 256,
+        base_channels: int = 64,
+        max_channels: int = 512,
+        arcface_depth: int = 100,
+        face3d_input_size: int = 256,
+        coeff_dims: list[int] | tuple[int, ...] = (80, 64, 80, 3, 27, 2, 1),
+        embedding_dim: int = 512,
+    ):
+        super().__init__()
+        if image_size not in SUPPORTED_SIZES:
+            raise ValueError(f"image_size must be one of {SUPPORTED_SIZES}, got {image_size}")
+        self.image_size = image_size
+        self.identity = ShapeAwareIdentity(
+            arcface_depth=arcface_depth,
+            face3d_input_size=face3d_input_size,
+            coeff_dims=list(coeff_dims),
+            embedding_dim=embedding_dim,
+        )
+        identity_dim = self.identity.dim
+
+        extra = {256: 0, 512: 1}[image_size]  # the 512 layout adds one resolution level
+        widths = [min(base_channels * 2**i, max_channels) for i in range(1, 8)]
+        encoder_channels = [base_channels] * (1 + extra) + widths
+        downsample = [True] * (5 + extra) + [False, False]
+        fusion_channels = base_channels * 4
+        self.encoder = Encoder(encoder_channels, downsample, fusion_index=1 + extra)
+        self.decoder = Decoder(
+            [encoder_channels[-1]] + [max_channels] * 4 + [fusion_channels],
+            [False, False, True, True, True],
+            identity_dim,
+        )
+        self.sff = SemanticFacialFusion(fusion_channels, identity_dim, num_upsample=2 + extra)
+
+    def train(self, mode: bool = True) -> HifiFace:
+        super().train(mode)
+        self.identity.eval()  # frozen priors never leave eval mode
+        return self
+
+    def encode_source(self, source: torch.Tensor) -> IdentityCode:
+        """The source's 3DMM coefficients and ArcFace embedding, to reuse over many targets."""
+        return self.identity.encode(self._check_image(source, "source"))
+
+    def forward(
+        self,
+        source: torch.Tensor | IdentityCode,
+        target: torch.Tensor,
+        shape_strength: float = 1.0,
+        identity_strength: float = 1.0,
+    ) -> HifiFaceOutput:
+        """Swap the source's identity and face shape onto the target.
+
+        Args:
+            source (Tensor | IdentityCode): aligned source faces (B, 3, S, S) in [0, 1], or the
+                result of `encode_source` (batch 1 or B) to skip recomputing the priors.
+            target (Tensor): aligned target faces (B, 3, S, S) in [0, 1].
+            shape_strength (float, 1.0): a in c_id = a·c_s + (1 − a)·c_t (0 keeps the target's shape).
+            identity_strength (float, 1.0): b in v_id = b·v_s + (1 − b)·v_t.
+        """
+        target = self._check_image(target, "target")
+        if not isinstance(source, IdentityCode):
+            source = self.encode_source(source)
+        v_sid = self.identity.fuse(source, target, shape_strength, identity_strength)
+        z_enc, bottleneck = self.encoder(target)
+        z_dec = self.decoder(bottleneck, v_sid)
+        return HifiFaceOutput(**self.sff(target, z_enc, z_dec, v_sid), identity=v_sid)
+
+    def _check_image(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        size = self.image_size
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a (B, 3, {size}, {size}) tensor, got {shape}")
+        if x.shape[-2:] != (size, size):
+            raise ValueError(
+                f"{name} is {x.shape[-1]}×{x.shape[-2]} but this model takes {size}×{size} aligned faces"
+            )
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return x
