@@ -6,7 +6,6 @@ Importing the package builds nothing and loads nothing; the names below import o
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -15,14 +14,13 @@ _EXPORTS = {
     "HifiFaceOutput": "hififace.models.generator",
     "Discriminator": "hififace.models.discriminator",
     "IdentityCode": "hififace.priors.identity",
+    "ArcFace": "hififace.priors.arcface",
+    "Face3DRegressor": "hififace.priors.face3d",
+    "BFMLandmarks": "hififace.priors.face3d",
+    "FaceParser": "hififace.priors.parsing",
 }
 
 __all__ = list(_EXPORTS)
-
-if TYPE_CHECKING:
-    from hififace.models.discriminator import Discriminator
-    from hififace.models.generator import HifiFace, HifiFaceOutput
-    from hififace.priors.identity import IdentityCode
 
 
 def __getattr__(name: str):

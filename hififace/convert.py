@@ -6,6 +6,7 @@ safely (`torch.load(..., weights_only=True)` or safetensors), builds the hififac
 strictly (anything missing, extra or of the wrong shape is named), and writes `config.json`,
 `model.safetensors` and a model card that says where the weights came from:
 
+    convert_hififace_pytorch  HiFiFace-pytorch `generator_<iter>.pth` (generator + priors) -> HifiFace
     convert_arcface    insightface arcface_torch `backbone.pth` (IResNet-18/34/50/100/200) -> ArcFace
     convert_deep3d     Deep3DFaceRecon `epoch_20.pth` ('net_recon')                         -> Face3DRegressor
     convert_bfm        Deep3DFaceRecon `BFM_model_front.mat` (68 landmarks)                 -> BFMLandmarks
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from hififace.hub import CheckpointError, load_state_dict_strict
+from hififace.models.generator import HifiFace
 from hififace.priors.arcface import IRESNET_LAYERS, ArcFace
 from hififace.priors.face3d import BFMLandmarks, Face3DRegressor
 from hififace.priors.parsing import FaceParser
@@ -62,14 +64,43 @@ ARCFACE_KEYS = KeyTable(renames=(_NO_DDP_PREFIX,), defaults=(_BN_COUNTER,))
 DEEP3D_KEYS = KeyTable(renames=(_NO_DDP_PREFIX,), defaults=(_BN_COUNTER,))
 BISENET_KEYS = KeyTable(renames=(_NO_DDP_PREFIX,), defaults=(_BN_COUNTER,))
 
+# HiFiFace-pytorch (MIT) names -> ours. Its ResBlocks are Sequentials (IN, LReLU, conv, [resample],
+# IN, LReLU, conv), so conv indices 2 and 5/6 are our conv1/conv2; AdaIN std/mean are scale/shift.
+HIFIFACE_PYTORCH_KEYS = KeyTable(
+    renames=(
+        _NO_DDP_PREFIX,
+        (r"^id_extractor\.f_3d\.", "identity.face3d."),
+        (r"^id_extractor\.f_id\.", "identity.arcface."),
+        (r"^encoder\.conv_first\.", "encoder.conv_in."),
+        (r"^sff_module\.", "sff."),
+        (r"\.block_list\.", ".blocks."),
+        (r"\.main_path\.2\.", ".conv1."),
+        (r"\.main_path\.[56]\.", ".conv2."),
+        (r"\.main_path1\.1\.", ".conv1."),
+        (r"\.main_path2\.1\.", ".conv2."),
+        (r"\.side_path\.0\.", ".skip."),
+        (r"\.std_style_fc\.", ".scale."),
+        (r"\.mean_style_fc\.", ".shift."),
+        (r"^sff\.low_mask_predict\.0\.", "sff.mask_low_head."),
+        (r"^sff\.z_fuse_block_1\.", "sff.fuse_blocks.0."),
+        (r"^sff\.z_fuse_block_2\.", "sff.fuse_blocks.1."),
+        (r"^sff\.i_low_block\.1\.", "sff.image_low_head."),
+        (r"^sff\.f_up\.net\.", "sff.upsample."),
+        (r"^sff\.f_up\.i_r_net\.1\.", "sff.image_head."),
+        (r"^sff\.f_up\.m_r_net\.0\.", "sff.mask_head."),
+    ),
+    defaults=(_BN_COUNTER,),
+)
+
 # one tensor name that gives away what a (renamed) state dict is, for clearer errors
 _SIGNATURES = {
-    "a HiFiFace-pytorch generator": "id_extractor.f_id.conv1.weight",
+    "a HiFiFace-pytorch generator": "identity.arcface.conv1.weight",
     "an arcface_torch IResNet": "layer1.0.prelu.weight",
     "a Deep3DFaceRecon regressor": "final_layers.0.weight",
     "a face-parsing.PyTorch BiSeNet": "cp.resnet.conv1.weight",
 }
 _KINDS = {
+    HifiFace: "a HiFiFace-pytorch generator",
     ArcFace: "an arcface_torch IResNet",
     Face3DRegressor: "a Deep3DFaceRecon regressor",
     FaceParser: "a face-parsing.PyTorch BiSeNet",
@@ -354,6 +385,42 @@ def convert_bisenet(src: PathLike, out_dir: PathLike, push_to_hub: str | None = 
         description="BiSeNet face parser (19 CelebAMask-HQ classes) of face-parsing.PyTorch "
         "(https://github.com/zllrunning/face-parsing.PyTorch), for HifiFace's masks.",
         weights_license="MIT, as the face-parsing.PyTorch release (trained on CelebAMask-HQ)",
+        push_to_hub=push_to_hub,
+    )
+    return model
+
+
+def convert_hififace_pytorch(src: PathLike, out_dir: PathLike, push_to_hub: str | None = None) -> HifiFace:
+    """HiFiFace-pytorch `generator_<iter>.pth` -> complete `HifiFace` folder (generator + priors).
+
+    The public release (https://github.com/xuehy/HiFiFace-pytorch, MIT) stores the encoder, decoder
+    and SFF module together with the frozen ArcFace IResNet-100 and Deep3DFaceRecon regressor it was
+    trained with, which sees the 256 crop directly (`face3d_input_size=256`).
+
+    Args:
+        src (str or Path): the generator state dict.
+        out_dir (str or Path): folder to write.
+        push_to_hub (str, None): also upload to this Hub repo id.
+    """
+    source = load_checkpoint(src)
+    renamed = rename_keys(source, HIFIFACE_PYTORCH_KEYS)
+    arcface = {
+        k.removeprefix("identity.arcface."): v
+        for k, v in renamed.items()
+        if k.startswith("identity.arcface.")
+    }
+    depth = arcface_depth(arcface) if arcface else 100
+    model = load_converted(HifiFace(arcface_depth=depth), source, HIFIFACE_PYTORCH_KEYS, str(src))
+    save_converted(
+        model,
+        out_dir,
+        src,
+        command="hififace-pytorch",
+        description="HifiFace face-swapping generator at 256×256 converted from the public "
+        "HiFiFace-pytorch release (https://github.com/xuehy/HiFiFace-pytorch), with its frozen "
+        f"priors: ArcFace IResNet-{depth} (insightface) and the Deep3DFaceRecon 3DMM regressor.",
+        weights_license="MIT, as the HiFiFace-pytorch release; the ArcFace part was trained by "
+        "insightface, whose pretrained models are for non-commercial research",
         push_to_hub=push_to_hub,
     )
     return model

@@ -72,7 +72,7 @@ MODEL_CARD_TEMPLATE = """
 - Paper: HifiFace: 3D Shape and Semantic Prior Guided High Fidelity Face Swapping
   (Wang et al., IJCAI 2021), {{ paper_url }}
 - Code: {{ repo_url }}
-- Licence of these weights: {{ weights_license | default(card_data.license, true) }}
+- Licence of these weights: {{ weights_license | default("not stated", true) }}
 - Where the weights come from: {{ weights_source | default("initialised by the hififace code (not trained)", true) }}
 
 Load it with the `hififace` package:
@@ -91,7 +91,21 @@ REPO_URL = "https://github.com/hififace/hififace"
 
 
 class HubMixin(PyTorchModelHubMixin):
-    """`PyTorchModelHubMixin` that loads safetensors only, and strictly."""
+    """`PyTorchModelHubMixin` that loads safetensors only, and strictly, and writes hififace's card."""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        kwargs.setdefault("library_name", "hififace")
+        kwargs.setdefault("repo_url", REPO_URL)
+        kwargs.setdefault("paper_url", PAPER_URL)
+        kwargs.setdefault("model_card_template", MODEL_CARD_TEMPLATE)
+        super().__init_subclass__(**kwargs)
+
+    def generate_model_card(self, *args, **kwargs):
+        kwargs.setdefault("class_name", type(self).__name__)
+        kwargs.setdefault("model_name", f"hififace {type(self).__name__}")
+        kwargs.setdefault("description", (type(self).__doc__ or "").strip().split("\n\n")[0])
+        kwargs.setdefault("weights_license", self._hub_mixin_info.model_card_data.license)
+        return super().generate_model_card(*args, **kwargs)
 
     @classmethod
     def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """Folder of the reference files the tests carry (see tests/fixtures)."""
     return FIXTURES

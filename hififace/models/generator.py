@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hififace.hub import PAPER_URL, REPO_URL, HubMixin
+from hififace.hub import HubMixin
 from hififace.priors.identity import IdentityCode, ShapeAwareIdentity
 
 LRELU_SLOPE = 0.2
@@ -207,9 +207,6 @@ class HifiFaceOutput:
 class HifiFace(
     nn.Module,
     HubMixin,
-    library_name="hififace",
-    repo_url=REPO_URL,
-    paper_url=PAPER_URL,
     license="mit",
     tags=["hififace", "face-swap", "image-to-image"],
     pipeline_tag="image-to-image",
@@ -221,7 +218,7 @@ class HifiFace(
     Args:
         image_size (int, 256): 256, or 512 (one more down block in the encoder, one more up block
             in F_up; fusion stays at 64×64 and I_low is S/8).
-        base_channels (int, 64): encoder width after its first conv; fusion features have 4× this.
+        base_channels (int, 64): encoder width after its first conv; widths double per block.
         max_channels (int, 512): widest encoder/decoder feature.
         arcface_depth (int, 100): IResNet depth of the ArcFace identity network (50 or 100 usually).
         face3d_input_size (int, 256): size the 3DMM regressor sees (the release feeds the 256 crop).
@@ -256,7 +253,7 @@ class HifiFace(
         widths = [min(base_channels * 2**i, max_channels) for i in range(1, 8)]
         encoder_channels = [base_channels] * (1 + extra) + widths
         downsample = [True] * (5 + extra) + [False, False]
-        fusion_channels = base_channels * 4
+        fusion_channels = encoder_channels[2 + extra]  # output of the encoder block that gives z_enc
         self.encoder = Encoder(encoder_channels, downsample, fusion_index=1 + extra)
         self.decoder = Decoder(
             [encoder_channels[-1]] + [max_channels] * 4 + [fusion_channels],
