@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
+    "FacePairDataset": "hififace.data.dataset",
     "PreprocessSummary": "hififace.data.preprocessing",
     "blur_score": "hififace.data.preprocessing",
     "face_size": "hififace.data.preprocessing",
@@ -24,6 +25,7 @@ _EXPORTS = {
 
 __all__ = [
     "INDEX_NAME",
+    "FacePairDataset",
     "PreprocessSummary",
     "blur_score",
     "face_size",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from hififace.data.dataset import FacePairDataset
     from hififace.data.index import INDEX_NAME, read_index
     from hififace.data.preprocessing import PreprocessSummary, blur_score, face_size, preprocess
 
