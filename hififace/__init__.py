@@ -18,6 +18,7 @@ _EXPORTS = {
     "Face3DRegressor": "hififace.priors.face3d",
     "BFMLandmarks": "hififace.priors.face3d",
     "FaceParser": "hififace.priors.parsing",
+    "HifiFacePipeline": "hififace.pipeline",
 }
 
 __all__ = list(_EXPORTS)

@@ -1,0 +1,271 @@
+"""HifiFacePipeline on real photos with a tiny model built and saved here (offline, CPU).
+
+Photos: skimage's astronaut (one face) and insightface's t1.jpg (six people). The model is a tiny
+HifiFace (narrow generator, ArcFace r18, full-size 3DMM regressor) with random weights: the tests
+check geometry, types, shapes, face choice and errors, not the look of the swap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+from skimage import data
+
+from hififace import HifiFace, HifiFacePipeline
+from hififace.faces import soften_mask, warp_mask_to_image
+from hififace.pipeline import (
+    AI_METADATA,
+    FaceChoiceError,
+    FaceSwap,
+    ImageTooLargeError,
+    InvalidImageError,
+    ModelLoadError,
+    NoFaceError,
+    SourceIdentity,
+    SwapError,
+    SwapResult,
+)
+
+# A narrow generator; its fusion width (4 x base) must equal the encoder's (min(4 x base, max)).
+TINY = dict(base_channels=4, max_channels=16, arcface_depth=18)
+S = 256
+
+
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny HifiFace saved with save_pretrained, built once per test session."""
+    folder = tmp_path_factory.getbasetemp() / "tiny-hififace"
+    if not (folder / "model.safetensors").is_file():
+        torch.manual_seed(0)
+        HifiFace(**TINY).save_pretrained(folder)
+    return folder
+
+
+def insightface_photo(name: str = "t1.jpg") -> Path:
+    spec = importlib.util.find_spec("insightface")
+    path = Path(spec.origin).parent / "data" / "images" / name if spec and spec.origin else None
+    if path is None or not path.is_file():
+        pytest.skip(f"insightface's {name} is not installed")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> HifiFacePipeline:
+    return HifiFacePipeline.from_pretrained(tiny_model_dir(tmp_path_factory), detector="dlib")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def group_path() -> Path:
+    return insightface_photo("t1.jpg")
+
+
+@pytest.fixture(scope="module")
+def source(pipeline, astronaut) -> SourceIdentity:
+    return pipeline.encode_source(astronaut)
+
+
+def test_from_pretrained_loads_the_saved_model(pipeline, tmp_path_factory):
+    saved = HifiFace.from_pretrained(tiny_model_dir(tmp_path_factory))
+    for (name, a), (_, b) in zip(
+        pipeline.model.state_dict().items(), saved.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert not pipeline.model.training
+    assert pipeline.device.type == "cpu" and pipeline.dtype == torch.float32
+    assert pipeline.to("cpu") is pipeline
+
+
+def test_numpy_swap_keeps_size_type_and_every_pixel_outside_the_mask(pipeline, source, group_path):
+    target = np.asarray(PILImage.open(group_path).convert("RGB"))
+    result = pipeline.swap(source, target)
+
+    assert isinstance(result, SwapResult)
+    assert isinstance(result.image, np.ndarray)
+    assert result.image.shape == target.shape and result.image.dtype == np.uint8
+    assert len(result.faces) == 1
+    face = result.faces[0]
+    assert isinstance(face, FaceSwap)
+    shapes = {
+        "source_crop": ((S, S, 3), np.uint8),
+        "target_crop": ((S, S, 3), np.uint8),
+        "image_out": ((S, S, 3), np.float32),
+        "image": ((S, S, 3), np.float32),
+        "image_low": ((S // 4, S // 4, 3), np.float32),
+        "mask": ((S, S), np.float32),
+        "mask_low": ((S // 4, S // 4), np.float32),
+    }
+    for name, (shape, dtype) in shapes.items():
+        value = getattr(face, name)
+        assert value.shape == shape and value.dtype == dtype, name
+        if dtype == np.float32:
+            assert 0.0 <= value.min() and value.max() <= 1.0, name
+    assert face.landmarks.shape == (5, 2) and face.matrix.shape == (2, 3)
+    np.testing.assert_array_equal(face.source_crop, source.crop)
+
+    # Everything outside the pasted mask is the input, bit for bit; inside, the face changed.
+    alpha = warp_mask_to_image(soften_mask(face.mask, 5, 10), face.matrix, target.shape)
+    outside = alpha == 0
+    assert outside.mean() > 0.8
+    np.testing.assert_array_equal(result.image[outside], target[outside])
+    x1, y1, x2, y2 = (int(v) for v in face.box)
+    assert np.abs(result.image[y1:y2, x1:x2].astype(int) - target[y1:y2, x1:x2]).mean() > 1.0
+
+
+def test_pil_path_grayscale_and_rgba_targets_and_a_reused_source(
+    pipeline, source, astronaut, tmp_path, monkeypatch
+):
+    encodes = []
+    encode = pipeline.model.encode_source
+    monkeypatch.setattr(pipeline.model, "encode_source", lambda x: encodes.append(1) or encode(x))
+
+    pil = PILImage.fromarray(astronaut)
+    from_pil = pipeline.swap(astronaut, pil).image  # the source image: its identity computed here
+    assert isinstance(from_pil, PILImage.Image) and from_pil.size == pil.size and from_pil.mode == "RGB"
+    assert encodes == [1]
+
+    path = tmp_path / "astronaut.png"
+    pil.save(path)
+    from_path = pipeline.swap(source, path).image  # a SourceIdentity: nothing recomputed
+    assert isinstance(from_path, PILImage.Image)
+    np.testing.assert_array_equal(np.asarray(from_path), np.asarray(from_pil))
+    assert encodes == [1]
+
+    gray = pipeline.swap(source, pil.convert("L")).image
+    assert isinstance(gray, PILImage.Image) and gray.size == pil.size
+
+    rgba = np.concatenate([astronaut, np.full(astronaut.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    out = pipeline.swap(source, rgba).image
+    assert isinstance(out, np.ndarray) and out.shape == astronaut.shape
+    assert encodes == [1]
+
+
+def test_face_choice_modes_on_six_people(pipeline, source, group_path):
+    image = np.asarray(PILImage.open(group_path).convert("RGB"))
+    faces = pipeline._detect(image)
+    assert len(faces) == 6
+    every = pipeline.swap(source, group_path, face="all").faces
+    assert [f.box for f in every] == [f.box for f in faces]
+    assert [f.box[0] for f in every] == sorted(f.box[0] for f in every)
+
+    largest = max(faces, key=lambda f: f.area)
+    assert [f.box for f in pipeline._choose(image, faces, "largest", None)] == [largest.box]
+    assert [f.box for f in pipeline._choose(image, faces, 2, None)] == [faces[2].box]
+    assert [f.box for f in pipeline._choose(image, faces, "4", None)] == [faces[4].box]
+
+    # A reference photo of the third person (cut from the group photo) picks that person only.
+    x1, y1, x2, y2 = (int(v) for v in faces[2].box)
+    w = x2 - x1
+    reference = image[max(0, y1 - w) : y2 + w, max(0, x1 - w) : x2 + w]
+    strict = HifiFacePipeline(pipeline.model, pipeline.detector, reference_threshold=0.9)
+    chosen = strict.swap(source, group_path, face="reference", reference=reference).faces
+    assert [f.box for f in chosen] == [faces[2].box]
+
+
+def test_save_writes_the_ai_generated_marker_and_intermediates(pipeline, source, astronaut, tmp_path):
+    result = pipeline.swap(source, PILImage.fromarray(astronaut))
+    path = result.save(tmp_path / "swapped.png")
+    with PILImage.open(path) as saved:
+        assert saved.size == (512, 512)
+        assert saved.text["ai_generated"] == "true"
+        assert saved.text == AI_METADATA
+    written = result.save_intermediates(tmp_path / "steps")
+    names = sorted(p.name for p in written)
+    assert names == sorted(
+        f"face0_{n}.png"
+        for n in ("source_crop", "target_crop", "image_out", "image", "image_low", "mask", "mask_low")
+    )
+    with PILImage.open(tmp_path / "steps" / "face0_mask_low.png") as mask_low:
+        assert mask_low.size == (S // 4, S // 4)
+
+
+def test_bfloat16_autocast_on_cpu_and_float16_refused(pipeline, source, astronaut):
+    half = HifiFacePipeline(pipeline.model, pipeline.detector, dtype="bfloat16")
+    out = half.swap(source, astronaut)
+    assert out.image.shape == astronaut.shape and out.faces[0].image.dtype == np.float32
+    with pytest.raises(ValueError, match="float16 needs a GPU"):
+        HifiFacePipeline(pipeline.model, pipeline.detector, dtype="float16")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        HifiFacePipeline(pipeline.model, pipeline.detector, dtype="int8")
+
+
+def test_no_face_errors_name_the_image(pipeline, source, astronaut, tmp_path):
+    no_face = data.coffee()
+    path = tmp_path / "coffee.png"
+    PILImage.fromarray(no_face).save(path)
+    with pytest.raises(NoFaceError, match=f"no face found in the source image {path}$") as error:
+        pipeline.swap(path, astronaut)
+    assert error.value.role == "source"
+    with pytest.raises(NoFaceError, match="^no face found in the source image$"):
+        pipeline.encode_source(no_face)
+    with pytest.raises(NoFaceError, match=f"no face found in the target image {path}$"):
+        pipeline.swap(source, path)
+    with pytest.raises(NoFaceError, match="no face found in the reference image"):
+        pipeline.swap(source, astronaut, face="reference", reference=no_face)
+
+
+def test_bad_files_and_sizes(pipeline, source, astronaut, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a PNG")
+    with pytest.raises(InvalidImageError, match="cannot use the target image: .*broken.png: not an image"):
+        pipeline.swap(source, broken)
+    with pytest.raises(InvalidImageError, match="source image: .*missing.jpg: no such file"):
+        pipeline.swap(tmp_path / "missing.jpg", astronaut)
+    with pytest.raises(InvalidImageError, match="too small"):
+        pipeline.swap(source, np.zeros((16, 16, 3), np.uint8))
+    with pytest.raises(InvalidImageError, match="must be a path, a PIL image or a numpy array"):
+        pipeline.swap(source, 42)
+
+    small_limit = HifiFacePipeline(pipeline.model, pipeline.detector, max_pixels=200_000)
+    with pytest.raises(
+        ImageTooLargeError, match=r"target image is 512x512 \(0.3 MP\), larger than the limit of 0.2 MP"
+    ):
+        small_limit.swap(source, astronaut)
+    big = tmp_path / "big.png"
+    PILImage.fromarray(astronaut).save(big)
+    with pytest.raises(ImageTooLargeError, match=f"the source image {big} is 512x512"):
+        small_limit.encode_source(big)
+    assert issubclass(ImageTooLargeError, SwapError) and issubclass(InvalidImageError, SwapError)
+
+
+def test_bad_choices_and_strengths(pipeline, source, astronaut):
+    with pytest.raises(FaceChoiceError, match=r"has 1 face; face index 3 is out of range \(0 to 0"):
+        pipeline.swap(source, astronaut, face=3)
+    with pytest.raises(FaceChoiceError, match="face must be 'largest', 'all', 'reference' or a face index"):
+        pipeline.swap(source, astronaut, face="biggest")
+    with pytest.raises(FaceChoiceError, match="needs a reference image"):
+        pipeline.swap(source, astronaut, face="reference")
+    with pytest.raises(SwapError, match="identity_strength must be a number from 0 to 1"):
+        pipeline.swap(source, astronaut, identity_strength=1.5)
+    with pytest.raises(SwapError, match="shape_strength must be a number from 0 to 1"):
+        pipeline.swap(source, astronaut, shape_strength=float("nan"))
+
+
+def test_strengths_reach_the_generator(pipeline, source, astronaut, monkeypatch):
+    seen = []
+    forward = pipeline.model.forward
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["identity_strength"], kwargs["shape_strength"]))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.model, "forward", spy)
+    pipeline.swap(source, astronaut, identity_strength=0.25, shape_strength=0.75)
+    assert seen == [(0.25, 0.75)]
+
+
+def test_missing_model_folder(tmp_path):
+    with pytest.raises(
+        ModelLoadError, match="does not exist; get weights with `hififace convert hififace-pytorch"
+    ):
+        HifiFacePipeline.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        HifiFacePipeline.from_pretrained(tmp_path)
