@@ -2,6 +2,7 @@
 
     hififace convert {hififace-pytorch,arcface,deep3d,bfm,bisenet} SRC OUT_DIR [--push-to-hub REPO]
     hififace preprocess RAW OUT [--size 256] [--parser DIR] [--workers N] ...
+    hififace swap --source FACE --target IMAGE|VIDEO|FOLDER --output PATH [--model DIR_OR_REPO] ...
 
 Every failure ends with one clear line on stderr and a non-zero exit status.
 """
@@ -13,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 CONVERTERS = {
     "hififace-pytorch": "the public HiFiFace-pytorch generator_<iter>.pth (generator + ArcFace + 3DMM regressor)",
@@ -105,6 +107,190 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     preprocess.set_defaults(func=_preprocess)
 
 
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+_SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+_WEIGHTS_HELP = (
+    "convert the public release with `hififace convert hififace-pytorch generator_<iter>.pth "
+    "models/hififace-256`, or train one"
+)
+
+
+def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
+    """(target file, output file) pairs for a target image, video or folder of them."""
+    from hififace.video import OUTPUT_SUFFIXES, VIDEO_SUFFIXES
+
+    def output_for(file: Path, folder: Path) -> Path:
+        suffix = file.suffix.lower()
+        keep = OUTPUT_SUFFIXES if suffix in VIDEO_SUFFIXES else _SAVE_SUFFIXES
+        return folder / (
+            file.stem + (suffix if suffix in keep else ".mp4" if suffix in VIDEO_SUFFIXES else ".png")
+        )
+
+    if target.is_dir():
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"--output {output} must be a folder when --target is a folder")
+        files = sorted(
+            f
+            for f in target.iterdir()
+            if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES + tuple(VIDEO_SUFFIXES)
+        )
+        if not files:
+            raise ValueError(f"{target}: no images or videos in this folder")
+        jobs = [(f, output_for(f, output)) for f in files]
+    elif target.is_file():
+        is_video = target.suffix.lower() in VIDEO_SUFFIXES
+        if output.is_dir():
+            jobs = [(target, output_for(target, output))]
+        elif is_video and output.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise ValueError(f"--output {output}: a video is written as .mp4, .mov, .m4v or .mkv")
+        elif not is_video and output.suffix.lower() not in _SAVE_SUFFIXES:
+            raise ValueError(f"--output {output}: an image is written as .png, .jpg or .webp")
+        else:
+            jobs = [(target, output)]
+    else:
+        raise ValueError(f"{target}: no such file or folder")
+    for file, out in jobs:
+        if out.resolve() == file.resolve():
+            raise ValueError(f"--output would overwrite the target {file}")
+    return jobs
+
+
+def _swap(args: argparse.Namespace) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from hififace.pipeline import HifiFacePipeline, SwapError
+    from hififace.video import is_video
+
+    model = args.model or os.environ.get("HIFIFACE_MODEL")
+    if not model:
+        raise ValueError(f"no model: pass --model DIR_OR_REPO or set HIFIFACE_MODEL; {_WEIGHTS_HELP}")
+    if args.face == "reference" and not args.reference:
+        raise ValueError("--face reference needs --reference IMAGE (a photo of the person to replace)")
+    jobs = _swap_jobs(Path(args.target), Path(args.output))
+    if args.save_intermediates and all(is_video(file) for file, _ in jobs):
+        raise ValueError("--save-intermediates works on image targets only")
+    folder = Path(args.target).is_dir()
+    if folder:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline = HifiFacePipeline.from_pretrained(
+        model,
+        detector=args.detector,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        max_pixels=args.max_pixels,
+    ).to(device)
+    source = pipeline.encode_source(args.source)  # once for every target
+    reference = pipeline._reference_embedding(args.reference) if args.face == "reference" else None
+    options = {
+        "face": args.face,
+        "reference": reference,
+        "identity_strength": args.identity_strength,
+        "shape_strength": args.shape_strength,
+        "mask_erode": args.mask_erode,
+        "mask_blur": args.mask_blur,
+    }
+    failed = []
+    for file, out in tqdm(jobs, desc="swap", unit="file", disable=len(jobs) == 1 or args.no_progress):
+        try:
+            if is_video(file):
+                with tqdm(desc=file.name, unit="frame", leave=False, disable=args.no_progress) as bar:
+
+                    def progress(done: int, total: int | None, bar: tqdm = bar) -> None:
+                        bar.total = total
+                        bar.update(done - bar.n)
+
+                    summary = pipeline.swap_video(
+                        source, file, out, batch_size=args.batch_size, progress=progress, **options
+                    )
+                tqdm.write(
+                    f"{file} -> {out}: {summary.frames} frames, {summary.swapped} swapped, "
+                    f"{summary.passed_through} without a face passed through"
+                )
+                continue
+            result = pipeline.swap(source, file, **options)
+            result.save(out)
+            if args.save_intermediates:
+                folder_out = Path(args.save_intermediates) / (file.stem if folder else "")
+                result.save_intermediates(folder_out)
+            tqdm.write(f"{file} -> {out}: {len(result.faces)} face(s) swapped")
+        except SwapError as error:
+            if not folder:
+                raise
+            failed.append(file)
+            tqdm.write(f"hififace: skipped {file}: {error}", file=sys.stderr)
+    if failed:
+        raise SwapError(f"{len(failed)} of {len(jobs)} targets failed (see above); the others were written")
+
+
+def _add_swap(commands: argparse._SubParsersAction) -> None:
+    swap = commands.add_parser(
+        "swap",
+        help="swap a source face into images, videos or folders of them",
+        description=(
+            "Put the largest face of --source into --target (an image, a video, or a folder of "
+            "them). Outputs are tagged as AI-generated in their metadata. Use it only with the "
+            "consent of the people shown."
+        ),
+    )
+    swap.add_argument("--source", required=True, help="image with the face to put in (its largest face)")
+    swap.add_argument("--target", required=True, help="image, video or folder of images and videos")
+    swap.add_argument(
+        "--output",
+        required=True,
+        help="out.png|.jpg|.webp for an image, out.mp4|.mov|.mkv for a video, a folder for a folder",
+    )
+    swap.add_argument("--model", help="model folder or Hub repository (default: $HIFIFACE_MODEL)")
+    swap.add_argument(
+        "--face",
+        default="largest",
+        help="which target faces: largest (default), all, N (index from the left, from 0) or reference",
+    )
+    swap.add_argument(
+        "--reference", metavar="IMAGE", help="with --face reference: a photo of the person to replace"
+    )
+    swap.add_argument(
+        "--identity-strength",
+        type=float,
+        default=1.0,
+        help="0..1, how much of the source's identity (default 1)",
+    )
+    swap.add_argument(
+        "--shape-strength",
+        type=float,
+        default=1.0,
+        help="0..1, how much of the source's face shape (default 1)",
+    )
+    swap.add_argument("--mask-erode", type=int, help="mask erosion radius in crop pixels at 256 (default 5)")
+    swap.add_argument("--mask-blur", type=int, help="mask feather radius in crop pixels at 256 (default 10)")
+    swap.add_argument(
+        "--save-intermediates", metavar="DIR", help="also write crops, I_out, I_r, I_low, M_r, M_low (images)"
+    )
+    swap.add_argument(
+        "--detector",
+        default="auto",
+        choices=["auto", "insightface", "dlib"],
+        help="face detector (default auto)",
+    )
+    swap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    swap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="autocast dtype (default float32)",
+    )
+    swap.add_argument(
+        "--batch-size", type=int, default=8, help="faces (video: frames) per generator call (default 8)"
+    )
+    swap.add_argument(
+        "--max-pixels", type=int, default=40_000_000, help="refuse larger images and frames (default 40 MP)"
+    )
+    swap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    swap.set_defaults(func=_swap)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hififace", description="HifiFace face swapping.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -123,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--push-to-hub", metavar="REPO", help="also upload the folder to this Hub repo")
     convert.set_defaults(func=_convert)
     _add_preprocess(commands)
+    _add_swap(commands)
     return parser
 
 

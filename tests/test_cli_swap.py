@@ -1,0 +1,136 @@
+"""`hififace swap` on an image and a folder, with a tiny model saved here; errors as one line."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image as PILImage
+from skimage import data
+
+from hififace import HifiFace
+from hififace.cli import main
+
+TINY = dict(base_channels=4, max_channels=16, arcface_depth=18)
+
+
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny HifiFace saved with save_pretrained, built once per test session."""
+    folder = tmp_path_factory.getbasetemp() / "tiny-hififace"
+    if not (folder / "model.safetensors").is_file():
+        torch.manual_seed(0)
+        HifiFace(**TINY).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return tiny_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {"astronaut": folder / "astronaut.png", "coffee": folder / "coffee.jpg"}
+    PILImage.fromarray(data.astronaut()).save(paths["astronaut"])
+    PILImage.fromarray(data.coffee()).save(paths["coffee"])
+    spec = importlib.util.find_spec("insightface")
+    group = Path(spec.origin).parent / "data" / "images" / "t1.jpg" if spec and spec.origin else None
+    if group is None or not group.is_file():
+        pytest.skip("insightface's t1.jpg is not installed")
+    paths["group"] = group
+    return paths
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["swap", "--detector", "dlib", "--device", "cpu", "--no-progress", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_swap_an_image_with_the_model_from_the_environment(photos, model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HIFIFACE_MODEL", str(model_dir))
+    out = tmp_path / "swapped.png"
+    steps = tmp_path / "steps"
+    code, stdout, err = run(
+        capsys,
+        "--source", str(photos["astronaut"]),
+        "--target", str(photos["group"]),
+        "--output", str(out),
+        "--face", "1",
+        "--save-intermediates", str(steps),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "1 face(s) swapped" in stdout
+    with PILImage.open(out) as swapped, PILImage.open(photos["group"]) as target:
+        assert swapped.size == target.size
+        assert swapped.text["ai_generated"] == "true"
+    assert sorted(p.name for p in steps.iterdir()) == sorted(
+        f"face0_{n}.png"
+        for n in ("source_crop", "target_crop", "image_out", "image", "image_low", "mask", "mask_low")
+    )
+
+
+def test_swap_a_folder_keeps_going_past_a_faceless_image(photos, model_dir, tmp_path, capsys):
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    shutil.copy(photos["astronaut"], targets / "a.png")
+    shutil.copy(photos["coffee"], targets / "b.jpg")
+    (targets / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys,
+        "--source",
+        str(photos["astronaut"]),
+        "--target",
+        str(targets),
+        "--output",
+        str(out),
+        "--model",
+        str(model_dir),
+    )
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert f"skipped {targets / 'b.jpg'}: no face found in the target image" in err
+    assert (
+        err.strip().splitlines()[-1]
+        == "hififace: error: 1 of 2 targets failed (see above); the others were written"
+    )
+
+    with PILImage.open(out / "a.png") as swapped:
+        assert swapped.size == (512, 512) and swapped.text["ai_generated"] == "true"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--output", "{tmp}/o.png"],
+            "no model: pass --model DIR_OR_REPO or set HIFIFACE_MODEL; convert the public release",
+        ),
+        (["--output", "{tmp}/o.png", "--model", "{tmp}/none"], "model folder {tmp}/none does not exist"),
+        (
+            ["--output", "{tmp}/o.mp4", "--model", "{model}"],
+            "--output {tmp}/o.mp4: an image is written as .png, .jpg or .webp",
+        ),
+        (
+            ["--output", "{tmp}/o.png", "--model", "{model}", "--face", "reference"],
+            "--face reference needs --reference IMAGE",
+        ),
+    ],
+)
+def test_errors_end_in_one_line(photos, model_dir, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.delenv("HIFIFACE_MODEL", raising=False)
+    fill = {"tmp": str(tmp_path), "model": str(model_dir)}
+    args = [a.format(**fill) for a in args]
+    code, _, err = run(
+        capsys, "--source", str(photos["astronaut"]), "--target", str(photos["astronaut"]), *args
+    )
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hififace: error: "), err
+    assert message.format(**fill) in lines[0]
+    assert not (tmp_path / "o.png").exists()
