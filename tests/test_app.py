@@ -1,0 +1,217 @@
+"""The Gradio app on 127.0.0.1 with a tiny model: the /swap_image API, a real browser, the no-model page."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image as PILImage
+from skimage import data
+
+from hififace import HifiFace
+from hififace.pipeline import HifiFacePipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+TINY = dict(base_channels=4, max_channels=16, arcface_depth=18)
+
+
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny HifiFace saved with save_pretrained, built once per test session."""
+    folder = tmp_path_factory.getbasetemp() / "tiny-hififace"
+    if not (folder / "model.safetensors").is_file():
+        torch.manual_seed(0)
+        HifiFace(**TINY).save_pretrained(folder)
+    return folder
+
+
+def load_app():
+    spec = importlib.util.spec_from_file_location("hififace_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    return load_app()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("app-photos")
+    paths = {"astronaut": folder / "astronaut.png", "coffee": folder / "coffee.png"}
+    PILImage.fromarray(data.astronaut()).save(paths["astronaut"])
+    PILImage.fromarray(data.coffee()).save(paths["coffee"])
+    spec = importlib.util.find_spec("insightface")
+    group = Path(spec.origin).parent / "data" / "images" / "t1.jpg" if spec and spec.origin else None
+    if group is None or not group.is_file():
+        pytest.skip("insightface's t1.jpg is not installed")
+    paths["group"] = group
+    return paths
+
+
+@pytest.fixture(scope="module")
+def app_url(app_module, tmp_path_factory):
+    model = tiny_model_dir(tmp_path_factory)
+    port = free_port()
+    demo = app_module.main(
+        [
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--detector",
+            "dlib",
+            "--device",
+            "cpu",
+        ],
+        block=False,
+    )
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_swap_image_api(app_url, photos):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    assert "/swap_image" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    result = client.predict(
+        handle_file(photos["astronaut"]), handle_file(photos["group"]), api_name="/swap_image"
+    )
+    with PILImage.open(result) as swapped, PILImage.open(photos["group"]) as target:
+        assert swapped.format == "PNG" and swapped.size == target.size
+        assert swapped.text["ai_generated"] == "true"
+    with pytest.raises(AppError, match="No face found in the source image"):
+        client.predict(handle_file(photos["coffee"]), handle_file(photos["group"]), api_name="/swap_image")
+    with pytest.raises(AppError, match="face index 7 is out of range"):
+        client.predict(
+            handle_file(photos["astronaut"]),
+            handle_file(photos["astronaut"]),
+            face="7",
+            api_name="/swap_image",
+        )
+
+
+def test_swap_video_api(app_url, tmp_path):
+    import av
+    import numpy as np
+    from gradio_client import Client, handle_file
+
+    clip = tmp_path / "clip.mp4"
+    frame = np.ascontiguousarray(data.astronaut()[::2, ::2])
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
+        for _ in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    source = tmp_path / "source.png"
+    PILImage.fromarray(data.astronaut()).save(source)
+
+    video, note = Client(app_url, verbose=False).predict(
+        handle_file(source), handle_file(clip), api_name="/swap_video"
+    )
+    assert note.startswith("3 frames at 10 fps: 3 swapped, 0 without a face left unchanged")
+    with av.open(video) as result:
+        assert result.metadata["ai_generated"] == "true"
+        assert sum(1 for _ in result.decode(video=0)) == 3
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_swaps_and_toggles_the_mask_without_rerunning(app_url, photos, monkeypatch):
+    from playwright.sync_api import expect, sync_playwright
+
+    runs = []
+    swap = HifiFacePipeline.swap
+    monkeypatch.setattr(HifiFacePipeline, "swap", lambda self, *a, **k: runs.append(1) or swap(self, *a, **k))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.goto(app_url)
+            expect(page.locator("#responsible-use")).to_contain_text("Use responsibly")
+            page.locator("#image-source input[type=file]").set_input_files(str(photos["astronaut"]))
+            page.locator("#image-target input[type=file]").set_input_files(str(photos["group"]))
+            expect(page.locator("#image-target img")).to_be_visible()
+            page.locator("#swap-image").click()
+            expect(page.locator("#image-result img")).to_be_visible(timeout=60_000)
+            assert runs == [1]
+
+            mask_view = page.locator("#view-mask")
+            expect(mask_view).to_be_hidden()
+            page.locator("#show-mask input[type=checkbox]").check()
+            expect(page.locator("#view-mask img")).to_be_visible(timeout=10_000)
+            page.locator("#show-mask_low input[type=checkbox]").check()
+            expect(page.locator("#view-mask_low img")).to_be_visible(timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "app-image-swap.png"), full_page=True)
+            page.locator("#show-mask input[type=checkbox]").uncheck()
+            expect(mask_view).to_be_hidden(timeout=10_000)
+            expect(page.locator("#view-mask_low img")).to_be_visible()
+            assert runs == [1]  # toggling showed the kept result; the model did not run again
+        finally:
+            browser.close()
+
+
+def test_without_a_model_the_app_explains_how_to_get_one(app_module, tmp_path, monkeypatch):
+    monkeypatch.delenv("HIFIFACE_MODEL", raising=False)
+    port = free_port()
+    demo = app_module.main(["--host", "127.0.0.1", "--port", str(port)], block=False)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=30) as response:
+            config = json.load(response)
+    finally:
+        demo.close()
+    texts = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
+    assert "hififace convert hififace-pytorch generator_<iter>.pth models/hififace-256" in texts
+    assert "Traceback" not in texts
+    assert not any(d.get("api_name") == "swap_image" for d in config["dependencies"])
+
+    broken = app_module.create_app(str(tmp_path / "missing"))
+    texts = " ".join(str(getattr(b, "value", "")) for b in broken.blocks.values())
+    assert f"model folder {tmp_path / 'missing'} does not exist" in texts
+
+
+def test_gpu_decorator_is_a_no_op_without_spaces(app_module):
+    if app_module.spaces is not None:
+        pytest.skip("the spaces package is installed")
+
+    def f():
+        return 1
+
+    assert app_module.gpu(60)(f) is f
+
+
+def test_space_front_matter_points_at_this_app():
+    import gradio
+    import yaml
+
+    text = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    config = yaml.safe_load(text.split("\n---\n", 1)[0].removeprefix("---\n"))
+    assert config["sdk"] == "gradio"
+    assert config["sdk_version"].split(".")[0] == gradio.__version__.split(".")[0]
+    assert (ROOT / config["app_file"]).is_file()
+    assert config["models"] and all("/" in repo for repo in config["models"])
+    assert "Use it responsibly" in text
