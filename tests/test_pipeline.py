@@ -84,9 +84,15 @@ def test_from_pretrained_loads_the_saved_model(pipeline, tmp_path_factory):
     assert pipeline.to("cpu") is pipeline
 
 
-def test_numpy_swap_keeps_size_type_and_every_pixel_outside_the_mask(pipeline, source, group_path):
+@pytest.fixture(scope="module")
+def group_swap(pipeline, source, group_path) -> tuple[np.ndarray, SwapResult]:
+    """The largest face of the six-person photo swapped, from a numpy array."""
     target = np.asarray(PILImage.open(group_path).convert("RGB"))
-    result = pipeline.swap(source, target)
+    return target, pipeline.swap(source, target)
+
+
+def test_numpy_swap_keeps_size_type_and_every_pixel_outside_the_mask(source, group_swap):
+    target, result = group_swap
 
     assert isinstance(result, SwapResult)
     assert isinstance(result.image, np.ndarray)
@@ -170,11 +176,11 @@ def test_face_choice_modes_on_six_people(pipeline, source, group_path):
     assert [f.box for f in chosen] == [faces[2].box]
 
 
-def test_save_writes_the_ai_generated_marker_and_intermediates(pipeline, source, astronaut, tmp_path):
-    result = pipeline.swap(source, PILImage.fromarray(astronaut))
+def test_save_writes_the_ai_generated_marker_and_intermediates(group_swap, tmp_path):
+    target, result = group_swap
     path = result.save(tmp_path / "swapped.png")
     with PILImage.open(path) as saved:
-        assert saved.size == (512, 512)
+        assert saved.size == (target.shape[1], target.shape[0])
         assert saved.text["ai_generated"] == "true"
         assert saved.text == AI_METADATA
     written = result.save_intermediates(tmp_path / "steps")
@@ -269,3 +275,12 @@ def test_missing_model_folder(tmp_path):
         HifiFacePipeline.from_pretrained(tmp_path / "nowhere")
     with pytest.raises(ModelLoadError, match="no config.json"):
         HifiFacePipeline.from_pretrained(tmp_path)
+
+
+def test_large_images_are_detected_on_a_smaller_copy(pipeline, astronaut):
+    small_side = HifiFacePipeline(pipeline.model, pipeline.detector, detect_max_side=256)
+    faces = small_side._detect(astronaut)  # found at 256 px, reported in the 512 px image's pixels
+    assert len(faces) == 1
+    expected = np.array([(203, 102), (247, 104), (225, 127), (201, 139), (246, 141)], dtype=np.float32)
+    assert np.abs(faces[0].landmarks - expected).max() < 6.0
+    assert faces[0].box[2] > 250  # box scaled back too (the face spans about x 175 to 266)
