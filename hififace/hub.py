@@ -17,6 +17,10 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 _MAX_LISTED = 8
+# keyword arguments of `_from_pretrained` that are about downloading, not about building the model
+_HUB_DOWNLOAD_ARGS = {
+    "revision", "cache_dir", "force_download", "proxies", "resume_download", "local_files_only", "token",
+}  # fmt: skip
 
 
 class CheckpointError(ValueError):
@@ -106,6 +110,17 @@ class HubMixin(PyTorchModelHubMixin):
         kwargs.setdefault("description", (type(self).__doc__ or "").strip().split("\n\n")[0])
         kwargs.setdefault("weights_license", self._hub_mixin_info.model_card_data.license)
         return super().generate_model_card(*args, **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = False, **kwargs):
+        # A local folder loads here, quietly; a Hub id goes through huggingface_hub's download path.
+        if not os.path.isdir(model_id):
+            return super()._from_pretrained(
+                model_id=model_id, map_location=map_location, strict=strict, **kwargs
+            )
+        model_kwargs = {k: v for k, v in kwargs.items() if k not in _HUB_DOWNLOAD_ARGS}
+        weights = os.path.join(model_id, "model.safetensors")
+        return cls._load_as_safetensor(cls(**model_kwargs), weights, map_location, strict)
 
     @classmethod
     def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):

@@ -1,0 +1,498 @@
+"""Train HifiFace with 🤗 Accelerate: the paper's full objective, one or many GPUs, CPU too.
+
+    accelerate launch train_accelerate.py --data_dir data/vggface2-256 --output_dir runs/hififace \\
+        --pretrained_model models/hififace-256 --bfm models/bfm-landmarks
+
+HifiFace (Wang et al., IJCAI 2021, https://arxiv.org/abs/2106.09965). Each step: a generator
+step on L = λ_shape L_shape + λ_id L_id + L_adv + λ_seg L_seg + λ_rec L_rec + λ_cyc L_cyc +
+λ_lpips L_lpips (hififace/losses.py), then a discriminator step (logistic loss + R1). Mixed
+precision, devices and processes come from `accelerate config` / `accelerate launch` flags.
+
+Checkpoints (`accelerator.save_state`) go to OUTPUT_DIR/checkpoint-STEP: written to a temporary
+folder and renamed when complete, so a checkpoint is whole or absent. `--resume_from_checkpoint
+latest` continues the step count, optimisers, schedulers, EMA, random states and data position. At
+the end, the EMA generator is exported to OUTPUT_DIR/generator as a `HifiFace.from_pretrained` folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
+
+from hififace import BFMLandmarks, Discriminator, HifiFace
+from hififace.data import FacePairDataset
+from hififace.losses import HifiFaceLoss, LossWeights, dilate_mask
+
+logger = get_logger("hififace.train")
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; `--config file.yaml` supplies defaults that flags still override."""
+    p = argparse.ArgumentParser(
+        description="Train HifiFace (paper objective) with Accelerate.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML file whose keys (option names without --) set defaults")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--data_dir", help="output folder of `hififace preprocess` (index + aligned crops)")
+    g.add_argument("--same_identity_ratio", type=float, default=0.5, help="share of same-identity pairs")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="random h-flips")
+    g.add_argument("--color_jitter", type=float, default=0.0, help="colour jitter strength (0: off)")
+    g.add_argument("--mask_dilation", type=int, default=9, help="dilation kernel (px) of the target mask")
+    g.add_argument("--dataloader_num_workers", type=int, default=4, help="data loading processes")
+
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--pretrained_model",
+        help="HifiFace folder or Hub id to start from; it carries the frozen priors (ArcFace, 3DMM)",
+    )
+    g.add_argument(
+        "--from_scratch",
+        action="store_true",
+        help="re-initialise the generator (encoder, decoder, SFF) and keep only the priors",
+    )
+    g.add_argument("--bfm", help="converted BFM landmark folder (`hififace convert bfm`) for L_shape")
+    g.add_argument("--d_base_channels", type=int, default=64, help="discriminator width")
+    g.add_argument("--d_max_channels", type=int, default=512, help="discriminator maximum width")
+    g.add_argument("--lpips_net", default="alex", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone")
+
+    g = p.add_argument_group("objective (paper defaults)")
+    defaults = LossWeights()
+    for name in ("shape", "id", "adv", "seg", "rec", "cyc", "lpips"):
+        g.add_argument(
+            f"--lambda_{name}", type=float, default=getattr(defaults, name), help=f"weight of L_{name}"
+        )
+    g.add_argument("--r1_gamma", type=float, default=defaults.r1_gamma, help="R1 penalty weight on reals")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--output_dir", default="runs/hififace", help="checkpoints, samples, logs, export")
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--train_batch_size", type=int, default=4, help="batch per process")
+    g.add_argument("--max_train_steps", type=int, default=200_000, help="optimiser steps in all")
+    g.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per step")
+    g.add_argument("--learning_rate", type=float, default=1e-4, help="Adam learning rate of G")
+    g.add_argument("--d_learning_rate", type=float, default=1e-4, help="Adam learning rate of D")
+    g.add_argument("--adam_beta1", type=float, default=0.0, help="Adam β1")
+    g.add_argument("--adam_beta2", type=float, default=0.99, help="Adam β2")
+    g.add_argument(
+        "--lr_scheduler", default="constant", help="diffusers scheduler name (constant, cosine, ...)"
+    )
+    g.add_argument("--lr_warmup_steps", type=int, default=0, help="warm-up steps of the scheduler")
+    g.add_argument("--max_grad_norm", type=float, default=10.0, help="gradient clipping (0: measure only)")
+    g.add_argument("--ema_decay", type=float, default=0.999, help="EMA decay of the generator")
+    g.add_argument(
+        "--max_nonfinite_steps", type=int, default=10, help="stop after this many bad steps in a row"
+    )
+
+    g = p.add_argument_group("checkpoints and logging")
+    g.add_argument("--checkpointing_steps", type=int, default=5000, help="save_state every N steps")
+    g.add_argument("--checkpoints_total_limit", type=int, default=3, help="keep at most N checkpoints")
+    g.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
+    g.add_argument(
+        "--report_to", default="tensorboard", help="accelerate tracker(s): tensorboard, wandb, all"
+    )
+    g.add_argument("--log_steps", type=int, default=10, help="log scalars every N steps")
+    g.add_argument("--sample_steps", type=int, default=1000, help="log a sample grid every N steps")
+    g.add_argument("--push_to_hub", metavar="REPO", help="upload the exported generator to this Hub repo")
+
+    args, _ = p.parse_known_args(argv)
+    if args.config:
+        import yaml
+
+        values = yaml.safe_load(Path(args.config).read_text()) or {}
+        known = {a.dest for a in p._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            p.error(f"{args.config}: unknown options {unknown}")
+        p.set_defaults(**values)
+    args = p.parse_args(argv)
+    if not args.data_dir:
+        p.error("--data_dir is required (a folder written by `hififace preprocess`)")
+    if not args.pretrained_model:
+        p.error("--pretrained_model is required: a HifiFace folder or Hub id that carries the priors")
+    if args.lambda_shape > 0 and not args.bfm:
+        p.error("--bfm is required for the shape loss (or pass --lambda_shape 0)")
+    return args
+
+
+def checkpoint_steps(output_dir: Path) -> list[int]:
+    """Steps of the complete checkpoints in `output_dir`, oldest first."""
+    if not output_dir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for d in output_dir.iterdir() if (m := CHECKPOINT.match(d.name)))
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total_limit: int | None) -> None:
+    """`save_state` into a temporary folder, rename it when complete, then prune old checkpoints."""
+    final = output_dir / f"checkpoint-{step}"
+    partial = output_dir / f".checkpoint-{step}.partial"
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        if total_limit:
+            for old in checkpoint_steps(output_dir)[:-total_limit]:
+                shutil.rmtree(output_dir / f"checkpoint-{old}")
+        logger.info(f"saved {final}")
+    accelerator.wait_for_everyone()
+
+
+def build_lpips(net: str):
+    """LPIPS with its ImageNet backbone (torchvision downloads it once into TORCH_HOME)."""
+    import lpips
+
+    try:
+        return lpips.LPIPS(net=net, verbose=False)
+    except Exception as error:  # typically no network and no cached backbone
+        raise RuntimeError(
+            f"LPIPS needs torchvision's ImageNet {net} weights; they could not be loaded ({error}). "
+            "Run once with network access, put them in $TORCH_HOME/hub/checkpoints, or pass --lambda_lpips 0."
+        ) from error
+
+
+def sample_grid(source, target, out) -> torch.Tensor:
+    """Rows of source | target | I_r | I_low | M_r | M_low, as one (3, H, W) image in [0, 1]."""
+    from torchvision.utils import make_grid
+
+    size = target.shape[-2:]
+    up = lambda x: F.interpolate(x, size=size, mode="nearest")  # noqa: E731
+    columns = [
+        source,
+        target,
+        out.image,
+        up(out.image_low),
+        out.mask.expand_as(target),
+        up(out.mask_low).expand_as(target),
+    ]
+    rows = torch.stack(columns, dim=1).flatten(0, 1).float().clamp(0, 1)
+    return make_grid(rows, nrow=len(columns), padding=2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=args.report_to if args.report_to != "none" else None,
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
+        ),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed, device_specific=True)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    # models: the generator carries its frozen priors; the discriminator starts fresh
+    generator = HifiFace.from_pretrained(args.pretrained_model)
+    if args.from_scratch:
+        for module in (generator.encoder, generator.decoder, generator.sff):
+            for layer in module.modules():
+                if hasattr(layer, "reset_parameters") and layer is not module:
+                    layer.reset_parameters()
+    generator.train()
+    discriminator = Discriminator(
+        image_size=generator.image_size, base_channels=args.d_base_channels, max_channels=args.d_max_channels
+    ).train()
+    bfm = BFMLandmarks.from_pretrained(args.bfm) if args.bfm else None
+    lpips_fn = build_lpips(args.lpips_net) if args.lambda_lpips > 0 else None
+    weights = LossWeights(
+        shape=args.lambda_shape, id=args.lambda_id, adv=args.lambda_adv, seg=args.lambda_seg,
+        rec=args.lambda_rec, cyc=args.lambda_cyc, lpips=args.lambda_lpips, r1_gamma=args.r1_gamma,
+    )  # fmt: skip
+    criterion = HifiFaceLoss(
+        face3d=generator.identity.face3d,
+        arcface_embed=generator.identity.arcface.embed,
+        bfm=bfm if bfm is not None else (lambda c: c.new_zeros(c.shape[0], 68, 2)),
+        lpips_fn=lpips_fn,
+        weights=weights,
+    ).to(accelerator.device)
+
+    from diffusers.training_utils import EMAModel
+
+    trainable = [p for p in generator.parameters() if p.requires_grad]
+    ema = EMAModel(trainable, decay=args.ema_decay)
+
+    dataset = FacePairDataset(
+        args.data_dir,
+        image_size=generator.image_size,
+        same_identity_ratio=args.same_identity_ratio,
+        flip=args.flip,
+        color_jitter=args.color_jitter,
+        seed=args.seed,
+    )
+    if args.lambda_seg > 0 and not any(r.get("mask") for r in dataset.records):
+        raise ValueError(
+            f"{args.data_dir} has no face-parsing masks for L_seg: run `hififace preprocess` with "
+            "--parser (a converted BiSeNet), or pass --lambda_seg 0"
+        )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+    )  # workers are not persistent: each epoch's workers get the dataset after `set_epoch`
+    if len(loader) == 0:
+        raise ValueError(
+            f"{args.data_dir} has {len(dataset)} images: fewer than one batch of {args.train_batch_size}"
+        )
+
+    opt_g = torch.optim.Adam(trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
+    opt_d = torch.optim.Adam(
+        discriminator.parameters(), lr=args.d_learning_rate, betas=(args.adam_beta1, args.adam_beta2)
+    )
+    from diffusers.optimization import get_scheduler
+
+    schedulers = [
+        get_scheduler(
+            args.lr_scheduler,
+            optimizer=opt,
+            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=args.max_train_steps * accelerator.num_processes,
+        )
+        for opt in (opt_g, opt_d)
+    ]
+    generator, discriminator, opt_g, opt_d, sched_g, sched_d, loader = accelerator.prepare(
+        generator, discriminator, opt_g, opt_d, *schedulers, loader
+    )
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+    g_model = accelerator.unwrap_model(generator)
+    d_model = accelerator.unwrap_model(discriminator)
+
+    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    if accelerator.is_main_process:
+        accelerator.init_trackers("hififace", config={k: v for k, v in vars(args).items() if v is not None})
+
+    global_step = 0
+    if args.resume_from_checkpoint:
+        if args.resume_from_checkpoint == "latest":
+            steps = checkpoint_steps(output_dir)
+            path = output_dir / f"checkpoint-{steps[-1]}" if steps else None
+        else:
+            path = Path(args.resume_from_checkpoint)
+        if path is None:
+            logger.info(f"no checkpoint in {output_dir}: starting a new run")
+        elif not CHECKPOINT.match(path.name) or not path.is_dir():
+            raise FileNotFoundError(f"{path} is not a checkpoint-STEP folder")
+        else:
+            accelerator.load_state(str(path))
+            global_step = int(CHECKPOINT.match(path.name).group(1))
+            logger.info(f"resumed from {path} at step {global_step}")
+    first_epoch = global_step // steps_per_epoch
+    skip_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+
+    logger.info(
+        f"{len(dataset)} images, {total_batch} per step ({args.train_batch_size} × {accelerator.num_processes} "
+        f"processes × {args.gradient_accumulation_steps} accumulation), {args.max_train_steps} steps"
+    )
+    progress = tqdm(
+        total=args.max_train_steps,
+        initial=global_step,
+        desc="steps",
+        disable=not accelerator.is_local_main_process,
+    )
+    fixed_batch = None
+    bad_in_a_row = 0
+    tick, images_since_tick = time.perf_counter(), 0
+
+    num_epochs = (
+        math.ceil(args.max_train_steps / steps_per_epoch) if global_step < args.max_train_steps else 0
+    )
+    for epoch in range(first_epoch, num_epochs):
+        dataset.set_epoch(epoch)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
+        skip_batches = 0
+        for batch in batches:
+            source, target = batch["source"], batch["target"]
+            mask = dilate_mask(batch["mask"], args.mask_dilation) if args.mask_dilation > 1 else batch["mask"]
+            same = batch["same_identity"]
+            if fixed_batch is None:
+                fixed_batch = (source[:4].clone(), target[:4].clone())
+
+            with accelerator.accumulate(generator, discriminator):
+                # generator step: D is only a critic here, so its unwrapped copy runs without gradients;
+                # the cycle pass uses the unwrapped G too (one DDP forward per backward)
+                d_model.requires_grad_(False)
+                with accelerator.autocast():
+                    out = generator(source, target)
+                    cycled = g_model(target, out.image).image if args.lambda_cyc > 0 else None
+                    loss_g, terms = criterion.generator_loss(
+                        out, target, mask, same, discriminator=d_model, cycled=cycled
+                    )
+                d_model.requires_grad_(True)
+                ok_g = _all_finite(accelerator, loss_g)
+                if ok_g:
+                    accelerator.backward(loss_g)
+                    if accelerator.sync_gradients:
+                        terms["grad_norm/G"] = _clip(accelerator, trainable, args.max_grad_norm)
+                    opt_g.step()
+                    sched_g.step()
+                opt_g.zero_grad(set_to_none=True)
+
+                # discriminator step on the same pair: I_t real, I_r fake
+                with accelerator.autocast():
+                    loss_d, d_terms = criterion.discriminator_loss(discriminator, target, out.image)
+                terms.update(d_terms)
+                ok_d = _all_finite(accelerator, loss_d)
+                if ok_d:
+                    accelerator.backward(loss_d)
+                    if accelerator.sync_gradients:
+                        terms["grad_norm/D"] = _clip(
+                            accelerator, discriminator.parameters(), args.max_grad_norm
+                        )
+                    opt_d.step()
+                    sched_d.step()
+                opt_d.zero_grad(set_to_none=True)
+
+            images_since_tick += source.shape[0] * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+
+            if ok_g and ok_d:
+                bad_in_a_row = 0
+            else:
+                bad_in_a_row += 1
+                last = checkpoint_steps(output_dir)
+                logger.warning(
+                    f"step {global_step + 1}: non-finite loss (G {loss_g.item():.4g}, D {loss_d.item():.4g}); "
+                    "update skipped"
+                )
+                accelerator.log({"train/nonfinite_steps": bad_in_a_row}, step=global_step + 1)
+                if bad_in_a_row >= args.max_nonfinite_steps:
+                    where = f"checkpoint-{last[-1]}" if last else "none was written yet"
+                    raise RuntimeError(
+                        f"stopping: {bad_in_a_row} non-finite losses in a row at step {global_step + 1}; "
+                        f"the last good checkpoint is {where} in {output_dir}"
+                    )
+                continue
+
+            ema.step(trainable)
+            global_step += 1
+            progress.update(1)
+
+            if global_step % args.log_steps == 0 or global_step == args.max_train_steps:
+                now = time.perf_counter()
+                logs = {k: float(v) for k, v in terms.items()}
+                logs["lr/G"] = sched_g.get_last_lr()[0]
+                logs["lr/D"] = sched_d.get_last_lr()[0]
+                logs["throughput/images_per_s"] = images_since_tick / max(now - tick, 1e-9)
+                tick, images_since_tick = now, 0
+                accelerator.log(logs, step=global_step)
+                progress.set_postfix({"G": f"{logs['loss/G/total']:.3f}", "D": f"{logs['loss/D/total']:.3f}"})
+
+            if global_step % args.sample_steps == 0 and accelerator.is_main_process:
+                log_samples(accelerator, g_model, ema, trainable, fixed_batch, output_dir, global_step)
+
+            if global_step % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+
+            if global_step >= args.max_train_steps:
+                break
+        if global_step >= args.max_train_steps:
+            break
+
+    progress.close()
+    accelerator.wait_for_everyone()
+    check_replicas_in_sync(accelerator, trainable + list(d_model.parameters()))
+    if global_step % args.checkpointing_steps != 0:
+        save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+    if accelerator.is_main_process:
+        export(g_model, ema, trainable, output_dir / "generator", args, global_step)
+    accelerator.end_training()
+
+
+def check_replicas_in_sync(accelerator: Accelerator, parameters: list[torch.Tensor]) -> None:
+    """Every process must hold the same weights after data-parallel training; say so, or fail loudly."""
+    if accelerator.num_processes == 1:
+        return
+    fingerprint = torch.stack(
+        [torch.stack([p.detach().double().sum(), p.detach().double().square().sum()]) for p in parameters]
+    )
+    gathered = accelerator.gather(fingerprint[None])
+    difference = float((gathered - gathered[:1]).abs().max())
+    if difference != 0:
+        raise RuntimeError(
+            f"the {accelerator.num_processes} processes hold different weights (max difference {difference})"
+        )
+    logger.info(f"replicas in sync: {accelerator.num_processes} processes hold identical weights")
+
+
+def _all_finite(accelerator: Accelerator, loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process (all ranks then skip or step together)."""
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    return bool(accelerator.gather(finite).min() > 0)
+
+
+def _clip(accelerator: Accelerator, parameters, max_norm: float) -> float:
+    """Clip to `max_norm` (0: measure only) and return the norm before clipping."""
+    norm = accelerator.clip_grad_norm_(parameters, max_norm if max_norm > 0 else float("inf"))
+    return float(norm)
+
+
+@torch.no_grad()
+def log_samples(accelerator, g_model, ema, trainable, batch, output_dir: Path, step: int) -> None:
+    """A grid made with the EMA weights on a fixed batch: to the trackers and samples/STEP.png."""
+    from torchvision.utils import save_image
+
+    ema.store(trainable)
+    ema.copy_to(trainable)
+    g_model.eval()
+    source, target = batch
+    grid = sample_grid(source, target, g_model(source, target))
+    g_model.train()
+    ema.restore(trainable)
+    (output_dir / "samples").mkdir(exist_ok=True)
+    save_image(grid, output_dir / "samples" / f"{step:08d}.png")
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.log_images({"samples": grid[None].cpu().numpy()}, step=step)
+
+
+def export(g_model: HifiFace, ema, trainable, folder: Path, args: argparse.Namespace, step: int) -> None:
+    """Save the EMA generator (with its priors) as a `HifiFace.from_pretrained` folder."""
+    ema.store(trainable)
+    ema.copy_to(trainable)
+    card = {
+        "weights_source": f"trained with hififace's train_accelerate.py for {step} steps on {Path(args.data_dir).name} "
+        f"(EMA decay {args.ema_decay}, batch {args.train_batch_size} per process), starting from "
+        f"{'re-initialised generator weights' if args.from_scratch else args.pretrained_model}",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").unlink(missing_ok=True)
+    g_model.save_pretrained(folder, model_card_kwargs=card)
+    if args.push_to_hub:
+        g_model.push_to_hub(args.push_to_hub, model_card_kwargs=card)
+    ema.restore(trainable)
+    logger.info(f"exported the EMA generator to {folder}")
+
+
+if __name__ == "__main__":
+    main()
