@@ -67,6 +67,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="re-initialise the generator (encoder, decoder, SFF) and keep only the priors",
     )
+    g.add_argument("--arcface", help="instead of --pretrained_model: converted ArcFace folder or Hub id")
+    g.add_argument(
+        "--face3d", help="instead of --pretrained_model: converted Deep3DFaceRecon folder or Hub id"
+    )
+    g.add_argument("--image_size", type=int, default=256, choices=[256, 512], help="with --arcface/--face3d")
+    g.add_argument("--base_channels", type=int, default=64, help="generator width, with --arcface/--face3d")
+    g.add_argument(
+        "--max_channels", type=int, default=512, help="generator maximum width, with --arcface/--face3d"
+    )
     g.add_argument("--bfm", help="converted BFM landmark folder (`hififace convert bfm`) for L_shape")
     g.add_argument("--d_base_channels", type=int, default=64, help="discriminator width")
     g.add_argument("--d_max_channels", type=int, default=512, help="discriminator maximum width")
@@ -124,8 +133,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.data_dir:
         p.error("--data_dir is required (a folder written by `hififace preprocess`)")
-    if not args.pretrained_model:
-        p.error("--pretrained_model is required: a HifiFace folder or Hub id that carries the priors")
+    if bool(args.pretrained_model) == bool(args.arcface or args.face3d):
+        p.error("give --pretrained_model (a HifiFace folder or Hub id) or both --arcface and --face3d")
+    if not args.pretrained_model and not (args.arcface and args.face3d):
+        p.error("training from converted priors needs both --arcface and --face3d")
     if args.lambda_shape > 0 and not args.bfm:
         p.error("--bfm is required for the shape loss (or pass --lambda_shape 0)")
     return args
@@ -207,7 +218,12 @@ def main(argv: list[str] | None = None) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
 
     # models: the generator carries its frozen priors; the discriminator starts fresh
-    generator = HifiFace.from_pretrained(args.pretrained_model)
+    if args.pretrained_model:
+        generator = HifiFace.from_pretrained(args.pretrained_model)
+    else:
+        generator = HifiFace.from_priors(
+            args.arcface, args.face3d, args.image_size, args.base_channels, args.max_channels
+        )
     if args.from_scratch:
         for module in (generator.encoder, generator.decoder, generator.sff):
             for layer in module.modules():
@@ -483,7 +499,7 @@ def export(g_model: HifiFace, ema, trainable, folder: Path, args: argparse.Names
     card = {
         "weights_source": f"trained with hififace's train_accelerate.py for {step} steps on {Path(args.data_dir).name} "
         f"(EMA decay {args.ema_decay}, batch {args.train_batch_size} per process), starting from "
-        f"{'re-initialised generator weights' if args.from_scratch else args.pretrained_model}",
+        f"{'re-initialised generator weights' if args.from_scratch or not args.pretrained_model else args.pretrained_model}",
     }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").unlink(missing_ok=True)

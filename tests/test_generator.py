@@ -157,3 +157,22 @@ def test_full_model_has_the_public_release_sizes():
     generator = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert total == 151_087_369
     assert generator == 61_896_584
+
+
+def test_from_priors_builds_a_trainable_generator_around_converted_priors(tmp_path):
+    from hififace import ArcFace, Face3DRegressor
+
+    arcface, face3d = ArcFace(depth=18), Face3DRegressor(input_size=64)
+    arcface.save_pretrained(tmp_path / "arcface")
+    face3d.save_pretrained(tmp_path / "face3d")
+    model = HifiFace.from_priors(
+        str(tmp_path / "arcface"), str(tmp_path / "face3d"), base_channels=8, max_channels=16
+    )
+    for name, value in arcface.state_dict().items():
+        assert torch.equal(model.identity.arcface.state_dict()[name], value), name
+    for name, value in face3d.state_dict().items():
+        assert torch.equal(model.identity.face3d.state_dict()[name], value), name
+    model.save_pretrained(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert (config["arcface_depth"], config["face3d_input_size"], config["base_channels"]) == (18, 64, 8)
+    assert not any(p.requires_grad for p in model.identity.parameters())

@@ -262,6 +262,40 @@ class HifiFace(
         )
         self.sff = SemanticFacialFusion(fusion_channels, identity_dim, num_upsample=2 + extra)
 
+    @classmethod
+    def from_priors(
+        cls,
+        arcface: str,
+        face3d: str,
+        image_size: int = 256,
+        base_channels: int = 64,
+        max_channels: int = 512,
+    ) -> HifiFace:
+        """A new, untrained generator around converted priors: the start of training from scratch.
+
+        Args:
+            arcface (str): `ArcFace` folder or Hub id (`hififace convert arcface`).
+            face3d (str): `Face3DRegressor` folder or Hub id (`hififace convert deep3d`); its
+                `input_size` becomes `face3d_input_size`.
+            image_size, base_channels, max_channels: as in the constructor.
+        """
+        from hififace.priors.arcface import ArcFace
+        from hififace.priors.face3d import Face3DRegressor
+
+        f_id, f_3d = ArcFace.from_pretrained(arcface), Face3DRegressor.from_pretrained(face3d)
+        model = cls(
+            image_size=image_size,
+            base_channels=base_channels,
+            max_channels=max_channels,
+            arcface_depth=f_id.depth,
+            face3d_input_size=f_3d.input_size,
+            coeff_dims=[layer.out_channels for layer in f_3d.final_layers],
+            embedding_dim=f_id.fc.out_features,
+        )
+        model.identity.arcface.load_state_dict(f_id.state_dict())
+        model.identity.face3d.load_state_dict(f_3d.state_dict())
+        return model
+
     def train(self, mode: bool = True) -> HifiFace:
         super().train(mode)
         self.identity.eval()  # frozen priors never leave eval mode

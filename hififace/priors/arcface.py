@@ -86,6 +86,7 @@ class ArcFace(
         super().__init__()
         if depth not in IRESNET_LAYERS:
             raise ValueError(f"depth must be one of {sorted(IRESNET_LAYERS)}, got {depth}")
+        self.depth = depth
         self.conv1 = _conv3x3(3, 64)
         self.bn1 = nn.BatchNorm2d(64, eps=1e-5)
         self.prelu = nn.PReLU(64)
