@@ -3,6 +3,7 @@
     hififace convert {hififace-pytorch,arcface,deep3d,bfm,bisenet} SRC OUT_DIR [--push-to-hub REPO]
     hififace preprocess RAW OUT [--size 256] [--parser DIR] [--workers N] ...
     hififace swap --source FACE --target IMAGE|VIDEO|FOLDER --output PATH [--model DIR_OR_REPO] ...
+    hififace evaluate (--pairs CSV | --sources DIR --targets DIR) [--model M] [--swapped DIR] --out DIR ...
 
 Every failure ends with one clear line on stderr and a non-zero exit status.
 """
@@ -35,7 +36,12 @@ def _convert(args: argparse.Namespace) -> None:
         "bfm": convert.convert_bfm,
         "bisenet": convert.convert_bisenet,
     }
-    functions[args.source](args.src, args.out_dir, push_to_hub=args.push_to_hub)
+    options = {"push_to_hub": args.push_to_hub}
+    if args.input_size is not None:
+        if args.source != "deep3d":
+            raise ValueError("--input-size applies to `convert deep3d` only")
+        options["input_size"] = args.input_size
+    functions[args.source](args.src, args.out_dir, **options)
     print(f"wrote {args.out_dir}")
 
 
@@ -291,6 +297,119 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
     swap.set_defaults(func=_swap)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from hififace.evaluation import evaluate, pair_folders, read_pairs_csv
+
+    if args.pairs and (args.sources or args.targets):
+        raise ValueError("give either --pairs CSV or --sources DIR --targets DIR, not both")
+    unpaired: dict = {}
+    if args.pairs:
+        pairs = read_pairs_csv(args.pairs, swapped_dir=args.swapped)
+    elif args.sources and args.targets:
+        pairs, unpaired = pair_folders(args.sources, args.targets, args.swapped)
+    else:
+        raise ValueError("give --pairs CSV, or --sources DIR and --targets DIR (paired by file name)")
+    for role, names in unpaired.items():
+        if names:
+            print(
+                f"hififace: {len(names)} {role} without a partner left out (e.g. {names[0]})", file=sys.stderr
+            )
+    inputs = {
+        "pairs_file": args.pairs,
+        "sources": args.sources,
+        "targets": args.targets,
+        "swapped": args.swapped,
+    }
+    result = evaluate(
+        pairs,
+        args.out,
+        model=args.model or os.environ.get("HIFIFACE_MODEL"),
+        recognizer=args.recognizer,
+        detector=args.detector,
+        device=args.device,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        sample_grid=args.sample_grid,
+        fid=not args.no_fid,
+        insightface_pack=args.insightface_pack,
+        progress=not args.no_progress,
+        extra={"inputs": {k: v for k, v in inputs.items() if v}, "unpaired": unpaired},
+    )
+    summary = result.summary
+    print(
+        f"{summary['pairs']} pairs: {summary['scored']} scored, {summary['failures']['count']} failed "
+        f"({result.reused} from the cache)"
+    )
+    for name, m in summary["metrics"].items():
+        if name == "fid":
+            if m.get("value") is not None:
+                print(f"  {'fid':28} {m['value']:.3f} (n={m['n']})")
+        elif m["mean"] is not None:
+            ci = "" if m["ci95"] is None else f" [{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]"
+            print(f"  {name:28} {m['mean']:.4f}{ci} (n={m['n']})")
+    for reason in summary["skipped"].values():
+        print(f"  {reason}")
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score face swaps: identity, ID retrieval, pose, expression, shape, FID",
+        description=(
+            "Score swaps of (source, target) pairs made by --model, or already swapped images "
+            "(--swapped, or a swapped column in --pairs) of any swapper. Writes OUT/metrics.json "
+            "(mean, 95% CI, n and failures per metric), OUT/pairs.csv and OUT/report.html. "
+            "Resumable: per-pair results are cached under OUT/cache and reused by a re-run."
+        ),
+    )
+    evaluate.add_argument(
+        "--pairs", metavar="CSV", help="CSV with columns source,target[,swapped,name,identity]"
+    )
+    evaluate.add_argument(
+        "--sources", metavar="DIR", help="source images, paired with --targets by file name"
+    )
+    evaluate.add_argument(
+        "--targets", metavar="DIR", help="target images, paired with --sources by file name"
+    )
+    evaluate.add_argument(
+        "--swapped",
+        metavar="DIR",
+        help="already swapped images named like the pairs (<name>.png|.jpg...); scores them instead of swapping",
+    )
+    evaluate.add_argument(
+        "--model",
+        help="model folder or Hub repo: swaps the pairs and gives the 3DMM metrics (default: $HIFIFACE_MODEL)",
+    )
+    evaluate.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    evaluate.add_argument(
+        "--recognizer",
+        default="dlib",
+        choices=["dlib", "arcface", "insightface"],
+        help="identity judge: dlib (default, offline, not used in training), arcface (the model's own "
+        "F_id: biased), insightface (its pack's recognition model)",
+    )
+    evaluate.add_argument(
+        "--insightface-pack", default="buffalo_l", help="insightface pack name or folder (default buffalo_l)"
+    )
+    evaluate.add_argument(
+        "--detector", default="dlib", choices=["dlib", "insightface"], help="face detector (default dlib)"
+    )
+    evaluate.add_argument("--batch-size", type=int, default=8, help="pairs per network batch (default 8)")
+    evaluate.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    evaluate.add_argument("--limit", type=int, metavar="N", help="score only the first N pairs")
+    evaluate.add_argument(
+        "--sample-grid",
+        type=int,
+        default=16,
+        metavar="N",
+        help="pairs shown in the report's grid (default 16)",
+    )
+    evaluate.add_argument("--no-fid", action="store_true", help="do not compute FID")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hififace", description="HifiFace face swapping.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -307,9 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("src", help="the checkpoint file")
     convert.add_argument("out_dir", help="folder to write (config.json, model.safetensors, README.md)")
     convert.add_argument("--push-to-hub", metavar="REPO", help="also upload the folder to this Hub repo")
+    convert.add_argument(
+        "--input-size",
+        type=int,
+        metavar="PX",
+        help="deep3d only: size the regressor sees (224 as trained; the HifiFace release used 256)",
+    )
     convert.set_defaults(func=_convert)
     _add_preprocess(commands)
     _add_swap(commands)
+    _add_evaluate(commands)
     return parser
 
 

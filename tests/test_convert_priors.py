@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 from synthetic import build, read_tsv
 
+from hififace.cli import main
 from hififace.convert import (
     CheckpointError,
     arcface_depth,
@@ -122,7 +123,15 @@ def test_deep3d_round_trip(tmp_path):
     optimizer = {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]}
     torch.save({"net_recon": net_recon, "opt_00": optimizer, "epoch": 20}, tmp_path / "epoch_20.pth")
 
-    convert_deep3d(tmp_path / "epoch_20.pth", tmp_path / "f3d", input_size=256)
+    command = [
+        "convert",
+        "deep3d",
+        str(tmp_path / "epoch_20.pth"),
+        str(tmp_path / "f3d"),
+        "--input-size",
+        "256",
+    ]
+    assert main(command) == 0
     reloaded = Face3DRegressor.from_pretrained(tmp_path / "f3d")
     expected = Face3DRegressor(input_size=256).eval()
     expected.load_state_dict(net_recon)
