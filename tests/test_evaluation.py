@@ -35,6 +35,7 @@ from hififace.evaluation import (
     cosine_similarity,
     evaluate,
     face3d_head_pose,
+    faceforensics,
     landmark_expression_error,
     landmark_head_pose,
     load_reference,
@@ -441,18 +442,10 @@ def test_evaluate_computes_fid_through_pytorch_fid(tmp_path, people, monkeypatch
     assert "below 2048 images" in s["metrics"]["fid"]["warning"]
 
 
-def test_video_frames_are_image_references(tmp_path, astronaut):
-    av = pytest.importorskip("av")
+def test_video_frames_are_image_references(tmp_path):
+    pytest.importorskip("av")
     path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=5)
-        stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
-        for shade in (0, 120, 240):
-            frame = np.full((256, 256, 3), shade, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    _write_clip(path, [0, 120, 240])
     assert abs(int(load_reference(f"{path}#2").mean()) - 240) < 8
     with pytest.raises(ValueError, match="no frame 7"):
         load_reference(f"{path}#7")
@@ -463,3 +456,42 @@ def test_evaluate_refuses_pairs_without_swaps_or_a_model(tmp_path):
     with pytest.raises(ValueError, match="pass --model"):
         evaluate([pair], tmp_path / "out", progress=False)
     assert main(["evaluate", "--out", str(tmp_path / "o")]) == 1
+
+
+def _write_clip(path: Path, shades: list[int]) -> None:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for shade in shades:
+            frame = np.full((64, 64, 3), shade, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def test_faceforensics_frames_and_pairs_follow_the_protocol_layout(tmp_path):
+    pytest.importorskip("av")
+    assert faceforensics.frame_indices(300, 10) == [0, 33, 66, 100, 133, 166, 199, 233, 266, 299]
+    root = tmp_path / "ffpp"
+    videos = root / "original_sequences" / "youtube" / "c23" / "videos"
+    _write_clip(videos / "000.mp4", [10 * i for i in range(12)])
+    _write_clip(videos / "003.mp4", [200] * 5)
+    manipulated = root / "manipulated_sequences" / "Deepfakes" / "c23" / "videos"
+    manipulated.mkdir(parents=True)
+    for name in ("000_003", "003_000"):
+        (manipulated / f"{name}.mp4").touch()  # only the names are read
+    assert faceforensics.main([str(root), str(tmp_path / "out"), "--frames", "3"]) == 0
+    pairs = read_pairs_csv(tmp_path / "out" / "pairs.csv")
+    assert [p.name for p in pairs] == ["000_003_0000", "000_003_0006", "000_003_0011"] + [
+        "003_000_0000",
+        "003_000_0002",
+        "003_000_0004",
+    ]
+    first = pairs[1]  # target 000's frame 6, source 003's second chosen frame (2)
+    assert first.target.endswith("frames/000/0006.png") and first.source.endswith("frames/003/0002.png")
+    assert first.identity == "003"
+    assert abs(int(load_reference(first.target).mean()) - 60) < 8

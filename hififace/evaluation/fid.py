@@ -67,7 +67,8 @@ class FIDFeatures:
             network = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
         except Exception as e:  # a failed download ends here
             raise FIDUnavailable(
-                f"FID skipped: cannot load the FID Inception network ({type(e).__name__}: {e}); {INSTALL_HINT}"
+                f"cannot load the FID Inception network ({type(e).__name__}: {e}); {INSTALL_HINT}; "
+                "or pass --no-fid"
             ) from e
         return cls(network, device)
 

@@ -255,6 +255,8 @@ def evaluate(
             records[i] = record
     reused = len(pairs) - len(todo)
 
+    if todo:  # build the models now, so that a missing one fails before any work
+        _ = resources.pipeline, resources.recognizer, resources.fid
     bar = tqdm(total=len(pairs), initial=reused, desc="evaluate", unit="pair", disable=not progress)
     try:
         for start in range(0, len(todo), batch_size):
