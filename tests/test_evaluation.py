@@ -431,7 +431,13 @@ def test_evaluate_computes_fid_through_pytorch_fid(tmp_path, people, monkeypatch
                 swapped=_save(tmp_path / f"r{i}.png", people[t]),
             )
         )
-    s = evaluate(pairs, tmp_path / "out", progress=False, sample_grid=0).summary
+    first = evaluate(pairs, tmp_path / "out", progress=False, sample_grid=0, fid=False)
+    assert first.summary["skipped"]["fid"] == "FID skipped: switched off (--no-fid)" and not calls
+    # with FID on, pairs cached without Inception features are scored again, and only once
+    result = evaluate(pairs, tmp_path / "out", progress=False, sample_grid=0)
+    assert (result.computed, result.reused) == (3, 0)
+    assert evaluate(pairs, tmp_path / "out", progress=False, sample_grid=0).reused == 3
+    s = result.summary
     assert "fid" not in s["skipped"] and calls
     features = np.stack([np.load(p) for p in (tmp_path / "out" / "cache").glob("*.fid.npy")])
     assert features.shape == (3, 2, 2048)

@@ -14,8 +14,9 @@ be read, is recorded as a failure with its reason and left out of the means.
 Every pair's record is cached as ``OUT/cache/<key>.json`` (plus ``<key>.fid.npy`` with its
 Inception features when FID is on); the key hashes the pair's files (path, size, mtime) and
 every setting that changes the scores, so a re-run reuses what was done and an interrupted run
-continues. Heavy models load only when some pair must be computed. Set-level metrics (ID
-retrieval, FID) are computed from the cached records at the end.
+continues (a pair cached without Inception features is scored again once FID is available).
+Heavy models load only when some pair must be computed. Set-level metrics (ID retrieval, FID)
+are computed from the cached records at the end.
 """
 
 from __future__ import annotations
@@ -238,7 +239,6 @@ def evaluate(
         "detector": detector,
         "model": _model_stamp(model),
         "template": TEMPLATE,
-        "fid": fid_reason is None,
     }
     resources = _Resources(model, detector, recognizer, insightface_pack, device, fid_reason is None)
     sampled = set(np.unique(np.linspace(0, len(pairs) - 1, min(sample_grid, len(pairs))).round().astype(int)))
@@ -248,7 +248,7 @@ def evaluate(
     keys = [_pair_key(settings, p) for p in pairs]
     todo = []
     for i, key in enumerate(keys):
-        record = _read_cache(out, key, need_grid=i in sampled, need_fid=settings["fid"])
+        record = _read_cache(out, key, need_grid=i in sampled, need_fid=fid_reason is None)
         if record is None:
             todo.append(i)
         else:
