@@ -278,13 +278,15 @@ def test_insightface_recognizer_embeds_with_a_pack_recognition_model(tmp_path, d
     assert cosine_similarity(e[0], e[1]) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_fid_is_skipped_with_a_reason_without_pytorch_fid():
-    if importlib.util.find_spec("pytorch_fid") is not None:
-        pytest.skip("pytorch-fid is installed here")
+def test_fid_is_skipped_with_a_reason_when_it_cannot_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no Inception weights cached, and tests are offline
     reason = fid_unavailable_reason()
-    assert (
-        reason.startswith("FID skipped: pytorch-fid is not installed") and "pip install pytorch-fid" in reason
-    )
+    if importlib.util.find_spec("pytorch_fid") is None:
+        assert reason.startswith("FID skipped: pytorch-fid is not installed")
+    else:
+        assert reason.startswith("FID skipped: its Inception weights are not at")
+        assert str(tmp_path) in reason
+    assert "pip install pytorch-fid" in reason
 
 
 # ---------------------------------------------------------------------- hififace evaluate
