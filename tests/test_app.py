@@ -9,26 +9,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
+from helpers import shipped_photos, tiny_model_dir
 from PIL import Image as PILImage
 from skimage import data
 
-from hififace import HifiFace
 from hififace.pipeline import HifiFacePipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-TINY = dict(base_channels=4, max_channels=16, arcface_depth=18)
-
-
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny HifiFace saved with save_pretrained, built once per test session."""
-    folder = tmp_path_factory.getbasetemp() / "tiny-hififace"
-    if not (folder / "model.safetensors").is_file():
-        torch.manual_seed(0)
-        HifiFace(**TINY).save_pretrained(folder)
-    return folder
 
 
 def load_app():
@@ -51,16 +40,7 @@ def app_module():
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("app-photos")
-    paths = {"astronaut": folder / "astronaut.png", "coffee": folder / "coffee.png"}
-    PILImage.fromarray(data.astronaut()).save(paths["astronaut"])
-    PILImage.fromarray(data.coffee()).save(paths["coffee"])
-    spec = importlib.util.find_spec("insightface")
-    group = Path(spec.origin).parent / "data" / "images" / "t1.jpg" if spec and spec.origin else None
-    if group is None or not group.is_file():
-        pytest.skip("insightface's t1.jpg is not installed")
-    paths["group"] = group
-    return paths
+    return shipped_photos(tmp_path_factory.mktemp("app-photos"), coffee="coffee.png")
 
 
 @pytest.fixture(scope="module")

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
-import torch
+from helpers import shipped_photos, tiny_model_dir
 from PIL import Image as PILImage
-from skimage import data
 
-from hififace import HifiFace
 from hififace.cli import main
-
-TINY = dict(base_channels=4, max_channels=16, arcface_depth=18)
-
-
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny HifiFace saved with save_pretrained, built once per test session."""
-    folder = tmp_path_factory.getbasetemp() / "tiny-hififace"
-    if not (folder / "model.safetensors").is_file():
-        torch.manual_seed(0)
-        HifiFace(**TINY).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +19,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("photos")
-    paths = {"astronaut": folder / "astronaut.png", "coffee": folder / "coffee.jpg"}
-    PILImage.fromarray(data.astronaut()).save(paths["astronaut"])
-    PILImage.fromarray(data.coffee()).save(paths["coffee"])
-    spec = importlib.util.find_spec("insightface")
-    group = Path(spec.origin).parent / "data" / "images" / "t1.jpg" if spec and spec.origin else None
-    if group is None or not group.is_file():
-        pytest.skip("insightface's t1.jpg is not installed")
-    paths["group"] = group
-    return paths
+    return shipped_photos(tmp_path_factory.mktemp("photos"), coffee="coffee.jpg")
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

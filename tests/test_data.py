@@ -9,7 +9,6 @@ folder (both ignored). Detection is dlib's HOG detector, which works offline.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import shutil
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import insightface_photo
 from PIL import Image as PILImage
 from skimage import data
 
@@ -63,16 +63,6 @@ class CountingDetector:
         return self.detector.detect(image)
 
 
-def _insightface_image(name: str) -> Path:
-    spec = importlib.util.find_spec("insightface")
-    if spec is None or spec.origin is None:
-        pytest.skip("insightface is not installed")
-    path = Path(spec.origin).parent / "data" / "images" / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in this insightface release")
-    return path
-
-
 def _rotated(image: np.ndarray, angle: float) -> np.ndarray:
     h, w = image.shape[:2]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
@@ -100,7 +90,7 @@ def dlib_detector():
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory, dlib_detector) -> Path:
     raw = tmp_path_factory.mktemp("raw")
-    t1 = load_image(_insightface_image("t1.jpg"))
+    t1 = load_image(insightface_photo("t1.jpg"))
     faces = dlib_detector.detect(t1)
     assert len(faces) == 6
     for name, k in (("person_a", 0), ("person_b", 2), ("person_c", 3)):

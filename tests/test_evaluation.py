@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import insightface_photo, tiny_model_dir
 from PIL import Image as PILImage
 from skimage import data
 
-from hififace import HifiFace
 from hififace.cli import main
 from hififace.evaluation import (
     DlibRecognizer,
@@ -50,16 +50,6 @@ from hififace.faces import DlibDetector, select_faces
 from hififace.priors.face3d import BFMLandmarks
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# Tiny generator; the 3DMM regressor keeps its ResNet-50 but sees 64-px inputs (fast on a CPU).
-TINY = dict(base_channels=8, max_channels=16, arcface_depth=18, face3d_input_size=64)
-
-
-def insightface_photo(name: str) -> Path:
-    spec = importlib.util.find_spec("insightface")
-    path = Path(spec.origin).parent / "data" / "images" / name if spec and spec.origin else None
-    if path is None or not path.is_file():
-        pytest.skip(f"insightface's {name} is not installed")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -300,10 +290,7 @@ def _save(path: Path, image: np.ndarray) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("model") / "tiny-hififace"
-    torch.manual_seed(0)
-    HifiFace(**TINY).save_pretrained(folder)
-    return folder
+    return tiny_model_dir(tmp_path_factory)
 
 
 def test_evaluate_command_with_a_model_writes_json_html_counts_failures_and_resumes(

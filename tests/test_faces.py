@@ -7,7 +7,6 @@ tested with a stub SCRFD model built here, since no model pack can be downloaded
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import logging
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import insightface_photo
 from PIL import Image as PILImage
 from skimage import data
 
@@ -44,16 +44,6 @@ from hififace.imageio import ImageError, load_image, save_image
 ASTRONAUT_FIVE = np.array([(203, 102), (247, 104), (225, 127), (201, 139), (246, 141)], dtype=np.float32)
 
 
-def _insightface_image(name: str) -> Path:
-    spec = importlib.util.find_spec("insightface")
-    if spec is None or spec.origin is None:
-        pytest.skip("insightface is not installed")
-    path = Path(spec.origin).parent / "data" / "images" / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in this insightface release")
-    return path
-
-
 @pytest.fixture(scope="module")
 def dlib_detector() -> DlibDetector:
     pytest.importorskip("dlib")
@@ -75,7 +65,7 @@ def astronaut_face(dlib_detector, astronaut) -> Face:
 
 @pytest.fixture(scope="module")
 def t1() -> np.ndarray:
-    return load_image(_insightface_image("t1.jpg"))
+    return load_image(insightface_photo("t1.jpg"))
 
 
 def _face(x1: float, score: float = 1.0, size: float = 50.0) -> Face:
@@ -122,7 +112,7 @@ def test_five_points_follow_insightface_order_on_arcface_crop():
     # Tom_Hanks_54745.png was aligned by insightface onto the ArcFace template: our eye points must
     # fall on its eye points (so "left eye" means the same thing), the mouth corners near its own.
     pytest.importorskip("dlib")
-    crop = load_image(_insightface_image("Tom_Hanks_54745.png"))
+    crop = load_image(insightface_photo("Tom_Hanks_54745.png"))
     (face,) = DlibDetector(upsample=1).detect(crop)
     error = np.linalg.norm(face.landmarks - template_points("arcface", 112), axis=1)
     assert error[:2].max() < 3.0 and error[3:].max() < 6.0

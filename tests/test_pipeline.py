@@ -7,12 +7,12 @@ check geometry, types, shapes, face choice and errors, not the look of the swap.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import insightface_photo, tiny_model_dir
 from PIL import Image as PILImage
 from skimage import data
 
@@ -31,26 +31,7 @@ from hififace.pipeline import (
     SwapResult,
 )
 
-# A narrow generator; its fusion width (4 x base) must equal the encoder's (min(4 x base, max)).
-TINY = dict(base_channels=4, max_channels=16, arcface_depth=18)
 S = 256
-
-
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny HifiFace saved with save_pretrained, built once per test session."""
-    folder = tmp_path_factory.getbasetemp() / "tiny-hififace"
-    if not (folder / "model.safetensors").is_file():
-        torch.manual_seed(0)
-        HifiFace(**TINY).save_pretrained(folder)
-    return folder
-
-
-def insightface_photo(name: str = "t1.jpg") -> Path:
-    spec = importlib.util.find_spec("insightface")
-    path = Path(spec.origin).parent / "data" / "images" / name if spec and spec.origin else None
-    if path is None or not path.is_file():
-        pytest.skip(f"insightface's {name} is not installed")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,28 +8,18 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
+from helpers import tiny_model_dir
 from skimage import data
 
-from hififace import HifiFace, HifiFacePipeline
+from hififace import HifiFacePipeline
 from hififace.faces import Face
 from hififace.pipeline import FaceChoiceError, NoFaceError, SwapError
 from hififace.video import LandmarkSmoother, VideoError, VideoSummary, is_video
 
-TINY = dict(base_channels=4, max_channels=16, arcface_depth=18)
 FPS = 10
 FRAMES = 12
 NO_FACE_FRAMES = (8, 9)
 SAMPLE_RATE = 16000
-
-
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny HifiFace saved with save_pretrained, built once per test session."""
-    folder = tmp_path_factory.getbasetemp() / "tiny-hififace"
-    if not (folder / "model.safetensors").is_file():
-        torch.manual_seed(0)
-        HifiFace(**TINY).save_pretrained(folder)
-    return folder
 
 
 def clip_frames() -> list[np.ndarray]:
