@@ -67,9 +67,11 @@ def workspace(tmp_path_factory, fixtures_dir):
     return root
 
 
-def launch(workspace: Path, out: str, *args: str, processes: int = 1) -> subprocess.CompletedProcess:
+def launch(
+    workspace: Path, out: str, *args: str, processes: int = 1, precision: str = "no"
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--num_processes", str(processes)]
+    command += ["--mixed_precision", precision, "--dynamo_backend", "no", "--num_processes", str(processes)]
     if processes > 1:
         command += ["--multi_gpu", "--main_process_port", "29517"]
     command += [str(SCRIPT), "--data_dir", str(workspace / "data"), "--output_dir", str(workspace / out)]
@@ -134,11 +136,21 @@ def test_train_checkpoint_resume_and_export(workspace):
     assert "trained with hififace's train_accelerate.py for 5 steps" in card
 
 
-def test_two_process_ddp_keeps_replicas_identical(workspace):
-    result = launch(workspace, "ddp", "--max_train_steps", "2", "--checkpointing_steps", "2", processes=2)
+def test_two_process_ddp_in_bf16_keeps_replicas_identical(workspace):
+    result = launch(
+        workspace,
+        "ddp",
+        "--max_train_steps",
+        "2",
+        "--checkpointing_steps",
+        "2",
+        processes=2,
+        precision="bf16",
+    )
     assert result.returncode == 0, result.log[-4000:]
     assert "replicas in sync: 2 processes hold identical weights" in result.log
     assert "2 processes" in result.log and "4 per step" in result.log
+    assert "Mixed precision type: bf16" in result.log
     assert checkpoints(workspace / "ddp") == ["checkpoint-2"]
 
 
