@@ -325,9 +325,23 @@ class HifiFace(
         if not isinstance(source, IdentityCode):
             source = self.encode_source(source)
         v_sid = self.identity.fuse(source, target, shape_strength, identity_strength)
+        return HifiFaceOutput(**self.generate(target, v_sid), identity=v_sid)
+
+    def generate(self, target: torch.Tensor, v_sid: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generator alone (encoder, decoder, SFF) for a given identity vector, without the priors.
+
+        What `forward` runs after computing v_sid; the ONNX export and the benchmarks call it directly.
+        The inputs are not checked.
+
+        Args:
+            target (Tensor): aligned target faces (B, 3, S, S) in [0, 1].
+            v_sid (Tensor): identity vectors (B, 769), e.g. `HifiFaceOutput.identity` or `identity.fuse`.
+
+        Returns a dict with the `HifiFaceOutput` images: image, image_low, mask, mask_low, image_out.
+        """
         z_enc, bottleneck = self.encoder(target)
         z_dec = self.decoder(bottleneck, v_sid)
-        return HifiFaceOutput(**self.sff(target, z_enc, z_dec, v_sid), identity=v_sid)
+        return self.sff(target, z_enc, z_dec, v_sid)
 
     def _check_image(self, x: torch.Tensor, name: str) -> torch.Tensor:
         size = self.image_size

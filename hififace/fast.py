@@ -1,0 +1,91 @@
+"""Faster HifiFace inference that stays close to fp32: reduced precision, channels-last, compilation.
+
+    import torch
+    from hififace import HifiFace
+    from hififace.fast import inference_context, optimize
+
+    model = optimize(HifiFace.from_pretrained("models/hififace-256"))  # channels-last, in place
+    code = model.encode_source(source)              # once per source face, reused for every target
+    with inference_context("cpu", torch.bfloat16):  # bf16 autocast: AVX-512 BF16 / AMX CPUs, GPUs
+        out = model(code, targets)                  # a batch of frames per call
+
+Each option and what it costs in accuracy (I_r against fp32 eager; `benchmarks/generator.py` measures
+it and `tests/test_fast.py` bounds it):
+
+- channels-last: the convolution kernels (and so the activations) in NHWC, the layout oneDNN and
+  cuDNN are fastest in. Same arithmetic in another order: differences at float rounding level.
+- bf16 (CPU and GPU) or fp16 (GPU) autocast: convolutions and linear layers in 16-bit, the rest
+  (instance norm, resampling, the final blend) as autocast decides. About one 8-bit level of mean
+  difference on I_r, a few levels at most; the errors start in the encoder and add up through the net.
+- `torch.compile` of the encoder, decoder and SFF: fuses the normalisations, activations and casts
+  around the convolutions. The priors and `forward`'s input checks stay eager, so the compiled graphs
+  have no breaks. Compilation runs on the first call with each new input shape and dtype and takes
+  about a minute on a 2-core CPU; it pays off for videos and servers, not for one image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from hififace.models.generator import HifiFace
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """`torch.float32`, `torch.bfloat16` or `torch.float16` from a dtype or its name."""
+    if isinstance(dtype, str):
+        dtype = DTYPES.get(dtype.removeprefix("torch."), dtype)
+    if dtype not in DTYPES.values():
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+@contextlib.contextmanager
+def inference_context(
+    device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32
+) -> Iterator[None]:
+    """`torch.inference_mode()`, with autocast to `dtype` on `device`'s type unless it is float32.
+
+    Args:
+        device (str or torch.device, "cpu"): where the model runs ("cpu", "cuda", "cuda:1", ...).
+        dtype (str or torch.dtype, float32): float32 (plain fp32), bfloat16 (CPU or GPU) or float16
+            (meant for GPUs; CPU autocast runs it too, which the tests use, but rarely faster there).
+    """
+    dtype = as_dtype(dtype)
+    autocast = (
+        torch.autocast(torch.device(device).type, dtype=dtype)
+        if dtype != torch.float32
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        yield
+
+
+def optimize(model: HifiFace, channels_last: bool = True, compile: bool | dict[str, Any] = False) -> HifiFace:
+    """Prepare a HifiFace for fast inference, in place; returns it, in eval mode.
+
+    Move the model to its device first (`optimize` keeps the device and the fp32 weights; pick the
+    precision at call time with `inference_context`). The state dict keeps its names, so
+    `save_pretrained` still works.
+
+    Args:
+        model (HifiFace): the model, on its device.
+        channels_last (bool, True): convolution kernels in channels-last (NHWC) memory format, priors
+            included; inputs need no conversion.
+        compile (bool or dict, False): `torch.compile` the encoder, decoder and SFF; a dict is passed
+            to `torch.compile` as options (e.g. `{"mode": "max-autotune"}`).
+    """
+    model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if compile:
+        options = compile if isinstance(compile, dict) else {}
+        # The parts, not `forward`: the input checks and the priors stay eager (no graph breaks).
+        for part in (model.encoder, model.decoder, model.sff):
+            part.compile(**options)
+    return model
