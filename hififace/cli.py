@@ -4,6 +4,7 @@
     hififace preprocess RAW OUT [--size 256] [--parser DIR] [--workers N] ...
     hififace swap --source FACE --target IMAGE|VIDEO|FOLDER --output PATH [--model DIR_OR_REPO] ...
     hififace evaluate (--pairs CSV | --sources DIR --targets DIR) [--model M] [--swapped DIR] --out DIR ...
+    hififace export-onnx MODEL_DIR OUT.onnx [--opset 17] [--dynamic-batch] [--identity ID.onnx] [--check]
 
 Every failure ends with one clear line on stderr and a non-zero exit status.
 """
@@ -410,6 +411,46 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=_evaluate)
 
 
+def _export_onnx(args: argparse.Namespace) -> None:
+    from hififace import HifiFace
+    from hififace.export import check_onnx, export_identity_onnx, export_onnx
+
+    if not (Path(args.model_dir) / "config.json").is_file():
+        raise ValueError(f"{args.model_dir} holds no hififace model (no config.json); {_WEIGHTS_HELP}")
+    model = HifiFace.from_pretrained(args.model_dir)
+    for export, path in ((export_onnx, args.out), (export_identity_onnx, args.identity)):
+        if path is None:
+            continue
+        export(model, path, opset=args.opset, dynamic_batch=args.dynamic_batch)
+        line = f"wrote {path}"
+        if args.check:
+            diffs = check_onnx(model, path, batch=2 if args.dynamic_batch else 1)
+            line += " (onnxruntime vs PyTorch, max |diff|: "
+            line += ", ".join(f"{name} {diff:.1e}" for name, diff in diffs.items()) + ")"
+        print(line)
+
+
+def _add_export_onnx(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export-onnx",
+        help="export the generator (inputs target and v_sid) as ONNX",
+        description=(
+            "Write the generator of MODEL_DIR as ONNX with inputs target (B, 3, S, S) and v_sid "
+            "(B, 769) and outputs image, image_low, mask, mask_low, image_out; with --identity also "
+            "the identity extractor, (source, target) -> v_sid. Images are RGB float32 in [0, 1]."
+        ),
+    )
+    export.add_argument("model_dir", help="model folder (`hififace convert` or `save_pretrained`)")
+    export.add_argument("out", help="the generator's .onnx file")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    export.add_argument("--dynamic-batch", action="store_true", help="symbolic batch size (default: 1)")
+    export.add_argument("--identity", metavar="ID.onnx", help="also write the identity extractor here")
+    export.add_argument(
+        "--check", action="store_true", help="run the files with onnxruntime and compare them with PyTorch"
+    )
+    export.set_defaults(func=_export_onnx)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hififace", description="HifiFace face swapping.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -436,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocess(commands)
     _add_swap(commands)
     _add_evaluate(commands)
+    _add_export_onnx(commands)
     return parser
 
 
