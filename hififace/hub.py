@@ -94,6 +94,17 @@ PAPER_URL = "https://arxiv.org/abs/2106.09965"
 REPO_URL = "https://github.com/hififace/hififace"
 
 
+def looks_like_path(name: str) -> bool:
+    """Whether `name` is meant as a local path rather than a Hub repo id ("owner/name").
+
+    True for absolute, home and explicitly relative paths, for more than one "/", and when its first
+    component is an existing local folder (`models/hififace-256` next to a `models/` folder).
+    """
+    if name.startswith(("/", "./", "../", "~", ".\\")) or "\\" in name or name.count("/") > 1:
+        return True
+    return "/" in name and os.path.isdir(name.split("/", 1)[0])
+
+
 class HubMixin(PyTorchModelHubMixin):
     """`PyTorchModelHubMixin` that loads safetensors only, and strictly, and writes hififace's card."""
 
@@ -110,6 +121,14 @@ class HubMixin(PyTorchModelHubMixin):
         kwargs.setdefault("description", (type(self).__doc__ or "").strip().split("\n\n")[0])
         kwargs.setdefault("weights_license", self._hub_mixin_info.model_card_data.license)
         return super().generate_model_card(*args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load from a local folder or a Hub repo id; a path that is not a folder fails at once."""
+        name = os.path.expanduser(str(pretrained_model_name_or_path))
+        if not os.path.isdir(name) and looks_like_path(name):
+            raise CheckpointError(f"no model folder at {name}")
+        return super().from_pretrained(name, *args, **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = False, **kwargs):

@@ -176,3 +176,15 @@ def test_from_priors_builds_a_trainable_generator_around_converted_priors(tmp_pa
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert (config["arcface_depth"], config["face3d_input_size"], config["base_channels"]) == (18, 64, 8)
     assert not any(p.requires_grad for p in model.identity.parameters())
+
+
+def test_a_missing_local_folder_fails_at_once_without_asking_the_hub(tmp_path, monkeypatch):
+    from hififace.hub import looks_like_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    for name in ("./nothing", str(tmp_path / "nothing"), "models/hififace-256", "a/b/c"):
+        assert looks_like_path(name)
+        with pytest.raises(CheckpointError, match="no model folder at"):
+            HifiFace.from_pretrained(name)
+    assert not looks_like_path("hififace/hififace-256")  # a Hub repo id: no local "hififace" folder
