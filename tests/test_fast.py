@@ -7,6 +7,10 @@ the released network's scale) on the fixture faces; each bound is about 1.5x wha
 """
 
 import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +131,19 @@ def test_optimize_puts_every_convolution_in_channels_last(models):
     convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
     assert not model.training
+
+
+def test_generator_benchmark_quick_run_writes_its_json(tmp_path):
+    """Smoke run of `benchmarks/generator.py --quick` (tiny config): every variant timed and compared."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "generator.py"
+    subprocess.run(
+        [sys.executable, str(script), "--quick", "--out-dir", str(tmp_path)], check=True, capture_output=True
+    )
+    (path,) = tmp_path.glob("generator-quick-*.json")
+    result = json.loads(path.read_text())
+    config = result["configs"][0]
+    assert config["flops_per_image"] > 0 and result["machine"]["torch"] == torch.__version__
+    for name, variant in config["variants"].items():
+        assert variant["images_per_s"] > 0 and variant["peak_memory_bytes"] > 0
+        difference = variant["difference_vs_fp32"]["max_abs"]
+        assert difference == 0 if name == "fp32" else 0 <= difference < 0.1
