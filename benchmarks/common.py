@@ -120,6 +120,21 @@ def faces(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 # -------------------------------------------------------------------------------------- measuring
 
 
+def cold_compile_cache() -> str:
+    """Give torch.compile an empty cache (unless TORCHINDUCTOR_CACHE_DIR is set), so that the compile
+    time measured is a first compilation's, not a cache hit of an earlier run."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return f"TORCHINDUCTOR_CACHE_DIR={os.environ['TORCHINDUCTOR_CACHE_DIR']} (as given; may be warm)"
+    folder = tempfile.mkdtemp(prefix="hififace-inductor-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    return "empty (a new TORCHINDUCTOR_CACHE_DIR): cold compilation"
+
+
 def synchronize(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()

@@ -20,6 +20,7 @@ import torch
 from common import (
     REFERENCE,
     PeakMemory,
+    cold_compile_cache,
     count_flops,
     faces,
     gb,
@@ -94,6 +95,8 @@ def add_options(parser) -> None:
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], add_options)
     device = torch.device(args.device)
+    machine = machine_info(device)  # the load average before the runs
+    compile_cache = cold_compile_cache()
     plan = PLANS["quick" if args.quick else device.type]
     if args.configs:
         plan = [(c, args.variants or next((v for k, v in plan if k == c), ALL_CPU)) for c in args.configs]
@@ -114,11 +117,12 @@ def main() -> None:
     result = {
         "benchmark": "generator (encoder + decoder + SFF from a given v_sid)",
         "command": "python " + " ".join(sys.argv),
-        "machine": machine_info(device),
+        "machine": machine,
         "memory_method": PeakMemory.method_cuda if device.type == "cuda" else PeakMemory.method_cpu,
         "flops_method": "torch.utils.flop_counter.FlopCounterMode on the fp32 graph (2 FLOPs per multiply-add)",
         "timing_method": f"{args.warmup} warm-up + {repeats} timed runs per variant, variants interleaved per round",
         "difference_method": "I_r of the variant against fp32 eager on the same inputs; levels: both rounded to uint8",
+        "compile_cache": compile_cache,
         "reference": REFERENCE,
         "configs": results,
     }

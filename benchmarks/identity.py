@@ -55,6 +55,7 @@ REUSE = {"cpu": "256x8", "cuda": "256x32", "quick": "256x2"}
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     device = torch.device(args.device)
+    machine = machine_info(device)  # the load average before the runs
     plan_key = "quick" if args.quick else device.type
     repeats = args.repeats or (1 if args.quick else 3)
     fast = "channels_last+bf16"  # the fastest eager path on CPUs and GPUs alike
@@ -73,7 +74,7 @@ def main() -> None:
         {
             "benchmark": "identity extractor (Deep3DFaceRecon ResNet-50 + ArcFace IResNet) and source reuse",
             "command": "python " + " ".join(sys.argv),
-            "machine": machine_info(device),
+            "machine": machine,
             "memory_method": PeakMemory.method_cuda if device.type == "cuda" else PeakMemory.method_cpu,
             "flops_method": "torch.utils.flop_counter.FlopCounterMode on the fp32 graph (2 FLOPs per multiply-add)",
             "timing_method": f"{args.warmup} warm-up + {repeats} timed runs per variant, variants interleaved per round",

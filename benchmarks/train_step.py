@@ -59,6 +59,7 @@ def add_options(parser) -> None:
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], add_options)
     device = torch.device(args.device)
+    machine = machine_info(device)  # the load average before the runs
     plan = PLANS["quick" if args.quick else device.type]
     if args.full_batch:
         plan = [(n, args.full_batch if n == "full" else b) for n, b in plan]
@@ -71,7 +72,7 @@ def main() -> None:
         {
             "benchmark": "training step: G step + D step with all losses (train_accelerate.py's step)",
             "command": "python " + " ".join(sys.argv),
-            "machine": machine_info(device),
+            "machine": machine,
             "memory_method": PeakMemory.method_cuda if device.type == "cuda" else PeakMemory.method_cpu,
             "flops_method": "torch.utils.flop_counter.FlopCounterMode over one whole step (forward, backward, R1)",
             "timing_method": f"{args.warmup} warm-up + {repeats} timed steps per variant, variants interleaved",
