@@ -21,14 +21,14 @@ from hififace import HifiFace
 from hififace.convert import HIFIFACE_PYTORCH_KEYS, load_converted
 from hififace.fast import inference_context, optimize
 
-# (max |ΔI_r|, mean |Δ| in 8-bit levels), observed: tiny bf16 0.048 / 0.40, fp16 0.0048 / 0.05;
-# release bf16 0.039 / 1.10, fp16 0.0065 / 0.18; channels-last 8e-6 / 0.
+# (max |ΔI_r|, mean |Δ| in 8-bit levels), observed: tiny bf16 0.048 / 0.40, fp16 0.0048 / 0.05,
+# channels-last 1.4e-6 / 0; release bf16 0.039 / 1.10, fp16 0.0065 / 0.18 (on 8 faces in
+# benchmarks/generator.py: bf16 0.051 / 1.25, channels-last 7.7e-6 / 0.0002).
 BOUNDS = {
     ("tiny", "channels_last"): (1e-4, 0.01),
     ("tiny", "bfloat16"): (0.07, 0.6),
     ("tiny", "channels_last+bfloat16"): (0.07, 0.6),
     ("tiny", "float16"): (0.008, 0.08),
-    ("release", "channels_last"): (1e-4, 0.01),
     ("release", "bfloat16"): (0.06, 1.6),
     ("release", "channels_last+bfloat16"): (0.06, 1.6),
     ("release", "float16"): (0.01, 0.3),
@@ -68,8 +68,17 @@ def reference(models, faces):
         return {name: model(*faces).image for name, model in models.items()}
 
 
-@pytest.mark.parametrize("name", ["tiny", "release"])
-@pytest.mark.parametrize("variant", ["channels_last", "bfloat16", "channels_last+bfloat16", "float16"])
+CASES = [
+    ("tiny", "channels_last"),  # fp32 channels-last only differs by rounding: the tiny model suffices
+    *(
+        (name, variant)
+        for name in ("tiny", "release")
+        for variant in ("bfloat16", "channels_last+bfloat16", "float16")
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
 def test_fast_path_is_within_its_bound(models, faces, reference, name, variant):
     model = models[name]
     if variant.startswith("channels_last"):
