@@ -175,9 +175,13 @@ def test_save_writes_the_ai_generated_marker_and_intermediates(group_swap, tmp_p
 
 
 def test_bfloat16_autocast_on_cpu_and_float16_refused(pipeline, source, astronaut):
+    full = pipeline.swap(source, astronaut)
     half = HifiFacePipeline(pipeline.model, pipeline.detector, dtype="bfloat16")
+    weight = half.model.encoder.conv_in.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)  # the fast path of hififace.fast
     out = half.swap(source, astronaut)
     assert out.image.shape == astronaut.shape and out.faces[0].image.dtype == np.float32
+    assert np.abs(out.faces[0].image - full.faces[0].image).mean() < 0.02
     with pytest.raises(ValueError, match="float16 needs a GPU"):
         HifiFacePipeline(pipeline.model, pipeline.detector, dtype="float16")
     with pytest.raises(ValueError, match="dtype must be one of"):
