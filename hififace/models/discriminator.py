@@ -51,9 +51,6 @@ class DownResBlock(nn.Module):
 class Discriminator(
     nn.Module,
     HubMixin,
-    library_name="hififace",
-    repo_url="https://github.com/hififace/hififace",
-    paper_url="https://arxiv.org/abs/2106.09965",
     license="mit",
     tags=["hififace", "face-swap", "gan-discriminator"],
 ):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hififace.hub import MODEL_CARD_TEMPLATE, PAPER_URL, REPO_URL, HubMixin
+from hififace.hub import HubMixin
 
 # blocks per stage for each depth, as in arcface_torch's iresnet18 ... iresnet200
 IRESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {
@@ -61,14 +61,10 @@ class IBasicBlock(nn.Module):
 class ArcFace(
     nn.Module,
     HubMixin,
-    library_name="hififace",
-    repo_url=REPO_URL,
-    paper_url=PAPER_URL,
     license="other",
     license_name="insightface-non-commercial-research",
     license_link="https://github.com/deepinsight/insightface#license",
     tags=["hififace", "face-recognition", "arcface", "iresnet"],
-    model_card_template=MODEL_CARD_TEMPLATE,
 ):
     """insightface arcface_torch IResNet: a face image → a 512-d identity embedding.
 

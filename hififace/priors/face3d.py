@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hififace.hub import MODEL_CARD_TEMPLATE, PAPER_URL, REPO_URL, HubMixin
+from hififace.hub import HubMixin
 
 # name -> (start, stop) in the 257 coefficients of Deep3DFaceRecon
 COEFF_LAYOUT: dict[str, tuple[int, int]] = {
@@ -102,12 +102,8 @@ class ResNet50Features(nn.Module):
 class Face3DRegressor(
     nn.Module,
     HubMixin,
-    library_name="hififace",
-    repo_url=REPO_URL,
-    paper_url=PAPER_URL,
     license="mit",
     tags=["hififace", "3dmm", "face-reconstruction", "deep3dfacerecon"],
-    model_card_template=MODEL_CARD_TEMPLATE,
 ):
     """Deep3DFaceRecon's 3DMM coefficient regressor (ReconNetWrapper, ResNet-50): face → 257 coefficients.
 
@@ -157,14 +153,10 @@ def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
 class BFMLandmarks(
     nn.Module,
     HubMixin,
-    library_name="hififace",
-    repo_url=REPO_URL,
-    paper_url=PAPER_URL,
     license="other",
     license_name="basel-face-model",
     license_link="https://faces.dmi.unibas.ch/bfm/",
     tags=["hififace", "3dmm", "basel-face-model", "landmarks"],
-    model_card_template=MODEL_CARD_TEMPLATE,
 ):
     """The 68-landmark part of the Basel Face Model 2009 as Deep3DFaceRecon uses it: coefficients → pixels.
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hififace.hub import MODEL_CARD_TEMPLATE, PAPER_URL, REPO_URL, HubMixin
+from hififace.hub import HubMixin
 
 # CelebAMask-HQ label of each class index, in face-parsing.PyTorch's order
 CELEBAMASK_LABELS: tuple[str, ...] = (
@@ -163,12 +163,8 @@ class OutputHead(nn.Module):
 class FaceParser(
     nn.Module,
     HubMixin,
-    library_name="hififace",
-    repo_url=REPO_URL,
-    paper_url=PAPER_URL,
     license="mit",
     tags=["hififace", "face-parsing", "bisenet", "image-segmentation"],
-    model_card_template=MODEL_CARD_TEMPLATE,
 ):
     """face-parsing.PyTorch's BiSeNet: face image → per-pixel logits of the CelebAMask-HQ classes.
 
