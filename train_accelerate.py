@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     criterion = HifiFaceLoss(
         face3d=generator.identity.face3d,
         arcface_embed=generator.identity.arcface.embed,
-        bfm=bfm if bfm is not None else (lambda c: c.new_zeros(c.shape[0], 68, 2)),
+        bfm=bfm,
         lpips_fn=lpips_fn,
         weights=weights,
     ).to(accelerator.device)

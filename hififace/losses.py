@@ -265,7 +265,8 @@ class HifiFaceLoss(nn.Module):
     Args:
         face3d (callable): images (B, 3, S, S) in [0, 1] -> 3DMM coefficients (B, 257).
         arcface_embed (callable): images (B, 3, S, S) in [0, 1] -> L2-normalised embeddings (B, 512).
-        bfm (callable): coefficients (B, 257) -> 68 projected landmarks (B, 68, 2).
+        bfm (callable or None): coefficients (B, 257) -> 68 projected landmarks (B, 68, 2); None only
+            with a shape weight of 0.
         lpips_fn (callable or None, None): an `lpips.LPIPS`; None leaves the LPIPS term out.
         weights (LossWeights, paper defaults): the λ of the objective and the R1 gamma; may be changed later
             through `self.weights`.
@@ -275,7 +276,7 @@ class HifiFaceLoss(nn.Module):
         self,
         face3d: ImageFn,
         arcface_embed: ImageFn,
-        bfm: Callable[[Tensor], Tensor],
+        bfm: Callable[[Tensor], Tensor] | None,
         lpips_fn: Callable[..., Tensor] | None = None,
         weights: LossWeights | None = None,
     ) -> None:
@@ -325,19 +326,22 @@ class HifiFaceLoss(nn.Module):
         c_fuse = out.identity[:, :_NUM_COEFFS]
         v_source = out.identity[:, _NUM_COEFFS:].detach()
 
-        terms = {
-            "shape": shape_loss(
-                self.bfm(c_fuse), self.bfm(self.face3d(image)), self.bfm(self.face3d(image_low_up))
-            ),
-            "id": identity_loss(v_source, self.arcface_embed(image), self.arcface_embed(image_low_up)),
-            "adv": generator_adversarial_loss(discriminator(image)),
-            "seg": segmentation_loss(mask_target, out.mask_low, out.mask),
-            "rec": reconstruction_loss(image, image_low, target, same_identity),
+        bfm, face3d, embed = self.bfm, self.face3d, self.arcface_embed
+        computed = {
+            "shape": lambda: shape_loss(bfm(c_fuse), bfm(face3d(image)), bfm(face3d(image_low_up))),
+            "id": lambda: identity_loss(v_source, embed(image), embed(image_low_up)),
+            "adv": lambda: generator_adversarial_loss(discriminator(image)),
+            "seg": lambda: segmentation_loss(mask_target, out.mask_low, out.mask),
+            "rec": lambda: reconstruction_loss(image, image_low, target, same_identity),
         }
         if cycled is not None:
-            terms["cyc"] = cycle_loss(target, cycled)
+            computed["cyc"] = lambda: cycle_loss(target, cycled)
         if self.lpips_fn is not None:
-            terms["lpips"] = lpips_loss(self.lpips_fn, image, target, same_identity)
+            computed["lpips"] = lambda: lpips_loss(self.lpips_fn, image, target, same_identity)
+        if w.shape != 0 and bfm is None:
+            raise ValueError("the shape loss needs the BFM landmark model (or a shape weight of 0)")
+        # a term weighted 0 is left out, so its networks (F_3d, F_id, D, LPIPS) do not run at all
+        terms = {name: term() for name, term in computed.items() if getattr(w, name) != 0}
 
         total = sum(getattr(w, name) * value for name, value in terms.items())
         return total, self._named("G", terms, total)

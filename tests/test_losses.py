@@ -416,3 +416,19 @@ def test_discriminator_loss_r1_uses_the_gamma_weight():
         linear_d, _images(2), _images(2, seed=1)
     )
     assert terms["loss/D/r1"].item() == pytest.approx(0.5 * 10.0 * w.pow(2).sum().item(), rel=1e-5)
+
+
+def test_terms_weighted_zero_are_not_computed():
+    calls = []
+
+    def face3d(images):
+        calls.append("face3d")
+        return torch.zeros(images.shape[0], 257)
+
+    loss = HifiFaceLoss(face3d, _ArcFace(), None, lpips_fn=None, weights=LossWeights(shape=0.0))
+    out, target, mask_target, same, _, d = _case()
+    _, terms = loss.generator_loss(out, target, mask_target, same, discriminator=d)
+    assert "loss/G/shape" not in terms and "loss/G/id" in terms
+    assert calls == []  # F_3d never ran
+    with pytest.raises(ValueError, match="needs the BFM"):
+        HifiFaceLoss(face3d, _ArcFace(), None).generator_loss(out, target, mask_target, same, discriminator=d)
