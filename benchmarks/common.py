@@ -299,8 +299,14 @@ def machine_name(device: torch.device | str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-")
 
 
+def memory_method(device: torch.device | str) -> str:
+    """How `PeakMemory` measures on this device, for the JSON."""
+    return PeakMemory.method_cuda if torch.device(device).type == "cuda" else PeakMemory.method_cpu
+
+
 def save(name: str, result: dict, args: argparse.Namespace) -> Path:
-    """Write `result` to `<out-dir>/<name>-<machine>.json` and say where."""
+    """Write `result` (with the command that made it) to `<out-dir>/<name>-<machine>.json`, say where."""
+    result = {"benchmark": result.pop("benchmark"), "command": "python " + " ".join(sys.argv), **result}
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     machine = args.machine or machine_name(args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,18 +14,17 @@ fixture faces; v_sid from the fp32 priors). Writes benchmarks/results/generator-
 from __future__ import annotations
 
 import copy
-import sys
 
 import torch
 from common import (
     REFERENCE,
-    PeakMemory,
     cold_compile_cache,
     count_flops,
     faces,
     gb,
     image_difference,
     machine_info,
+    memory_method,
     parse_args,
     print_table,
     release_model,
@@ -116,9 +115,8 @@ def main() -> None:
         )
     result = {
         "benchmark": "generator (encoder + decoder + SFF from a given v_sid)",
-        "command": "python " + " ".join(sys.argv),
         "machine": machine,
-        "memory_method": PeakMemory.method_cuda if device.type == "cuda" else PeakMemory.method_cpu,
+        "memory_method": memory_method(device),
         "flops_method": "torch.utils.flop_counter.FlopCounterMode on the fp32 graph (2 FLOPs per multiply-add)",
         "timing_method": f"{args.warmup} warm-up + {repeats} timed runs per variant, variants interleaved per round",
         "difference_method": "I_r of the variant against fp32 eager on the same inputs; levels: both rounded to uint8",

@@ -16,16 +16,15 @@ Writes benchmarks/results/identity-<machine>.json.
 from __future__ import annotations
 
 import copy
-import sys
 
 import torch
 from common import (
-    PeakMemory,
     count_flops,
     faces,
     gb,
     image_difference,
     machine_info,
+    memory_method,
     parse_args,
     print_table,
     release_model,
@@ -73,9 +72,8 @@ def main() -> None:
         "identity",
         {
             "benchmark": "identity extractor (Deep3DFaceRecon ResNet-50 + ArcFace IResNet) and source reuse",
-            "command": "python " + " ".join(sys.argv),
             "machine": machine,
-            "memory_method": PeakMemory.method_cuda if device.type == "cuda" else PeakMemory.method_cpu,
+            "memory_method": memory_method(device),
             "flops_method": "torch.utils.flop_counter.FlopCounterMode on the fp32 graph (2 FLOPs per multiply-add)",
             "timing_method": f"{args.warmup} warm-up + {repeats} timed runs per variant, variants interleaved per round",
             "configs": results,

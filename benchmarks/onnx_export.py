@@ -11,7 +11,6 @@ Writes benchmarks/results/onnx_export-<machine>.json.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +45,6 @@ def main() -> None:
     options.intra_op_num_threads = torch.get_num_threads()
     result = {
         "benchmark": "ONNX export (generator with v_sid input, identity extractor) and onnxruntime vs PyTorch",
-        "command": "python " + " ".join(sys.argv),
         "machine": machine_info("cpu"),
         "weights": weights_note(args.quick, 256),
         "onnxruntime": onnxruntime.__version__,

@@ -108,7 +108,6 @@ def main() -> None:
                 )
     result = {
         "benchmark": "HifiFacePipeline: whole image, group photo, video frames; peak memory of one swap",
-        "command": "python " + " ".join(sys.argv),
         "machine": machine,
         "weights": weights_note(args.quick, 256),
         "detector": repr(detector),

@@ -19,7 +19,6 @@ Writes benchmarks/results/train_step-<machine>.json.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import warnings
 
@@ -27,11 +26,11 @@ import torch
 from common import (
     FIXTURES,
     TINY,
-    PeakMemory,
     count_flops,
     faces,
     gb,
     machine_info,
+    memory_method,
     parse_args,
     print_table,
     release_model,
@@ -71,9 +70,8 @@ def main() -> None:
         "train_step",
         {
             "benchmark": "training step: G step + D step with all losses (train_accelerate.py's step)",
-            "command": "python " + " ".join(sys.argv),
             "machine": machine,
-            "memory_method": PeakMemory.method_cuda if device.type == "cuda" else PeakMemory.method_cpu,
+            "memory_method": memory_method(device),
             "flops_method": "torch.utils.flop_counter.FlopCounterMode over one whole step (forward, backward, R1)",
             "timing_method": f"{args.warmup} warm-up + {repeats} timed steps per variant, variants interleaved",
             "configs": configs,
