@@ -3,6 +3,17 @@
 HifiFace: 3D Shape and Semantic Prior Guided High Fidelity Face Swapping (Wang et al., IJCAI 2021),
 https://arxiv.org/abs/2106.09965. Figure 2 of the paper; the structure is the one of the public
 HiFiFace-pytorch release (DESIGN §2), so its weights load through `hififace convert hififace-pytorch`.
+The other public release, maum-ai/hififace (https://github.com/maum-ai/hififace), shares the encoder,
+decoder and priors but has its own SFF module: `HifiFace(sff="maum-ai")` builds that one
+(`MaumSemanticFacialFusion`; weights through `hififace convert maum-ai`).
+
+Mask semantics differ between the two SFF variants (`SFF_VARIANTS`):
+
+- "hififace-pytorch": M_r and M_low are sigmoids, in (0, 1): blending weights.
+- "maum-ai": M_r and M_low are tanh outputs, in (-1, 1). They are not probabilities: where a mask is
+  negative the release's blend m·x + (1 − m)·y extrapolates past y. I_r and I_low are returned as the
+  release computes them; whoever composites with a mask clamps it to [0, 1] first (the pipeline
+  converts every output with a clamp to [0, 1]).
 
 Conventions: images are RGB float NCHW in [0, 1]; S is the image size (256 or 512).
 """
@@ -20,6 +31,12 @@ from hififace.priors.identity import IdentityCode, ShapeAwareIdentity
 
 LRELU_SLOPE = 0.2
 SUPPORTED_SIZES = (256, 512)
+# SFF variant -> (range of its masks, how the release resizes faces for ArcFace)
+SFF_VARIANTS: dict[str, tuple[tuple[float, float], str]] = {
+    "hififace-pytorch": ((0.0, 1.0), "bicubic"),
+    "maum-ai": ((-1.0, 1.0), "bilinear"),
+}
+ARCFACE_RESIZE_MODES = ("bicubic", "bilinear")
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -183,6 +200,102 @@ class SemanticFacialFusion(nn.Module):
         }
 
 
+class MaumSemanticFacialFusion(nn.Module):
+    """The SFF module of maum-ai/hififace's release (`SemanticFacialFusionModule` there).
+
+    Same equations as `SemanticFacialFusion`, other layers: M_low = tanh(ResBlock(C → 1)(z_dec));
+    one AdaIN residual block C → C + 3 after the blend, whose first 3 channels are the raw I_low and
+    the other C the features for F_up; F_up is four residual blocks C → C/4 (up) → C/16 (up) → 8 → 4,
+    whose channel 0 gives M_r = tanh(·) and channels 1-3 the raw I_out. No activation on images.
+    Masks range over (-1, 1) (module docstring).
+
+    Args:
+        channels (int): C, the fusion-resolution width (256 in the release).
+        identity_dim (int): size of v_sid.
+        num_upsample (int): upsampling blocks in F_up (2 at 256; 3 at 512, an extra C/16 block).
+    """
+
+    def __init__(self, channels: int, identity_dim: int, num_upsample: int):
+        super().__init__()
+        self.sigma = ResBlock(channels, channels)
+        self.mask_low_head = ResBlock(channels, 1)
+        self.fuse_blocks = nn.ModuleList([AdaINResBlock(channels, channels + 3, identity_dim)])
+        # The release's widths at C = 256; the floor of 8 keeps narrow test configs non-degenerate.
+        wide, narrow = max(channels // 4, 8), max(channels // 16, 8)
+        widths = [channels, wide] + [narrow] * (num_upsample - 1) + [8, 4]
+        self.upsample = nn.Sequential(
+            *(
+                ResBlock(cin, cout, "up" if i < num_upsample else None)
+                for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+            )
+        )
+
+    def forward(
+        self, target: torch.Tensor, z_enc: torch.Tensor, z_dec: torch.Tensor, v_sid: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        mask_low = torch.tanh(self.mask_low_head(z_dec))
+        z_fuse = mask_low * z_dec + (1 - mask_low) * self.sigma(z_enc)  # Eq. 2
+        z = self.fuse_blocks[0](z_fuse, v_sid)
+        image_low_out, z = z[:, :3], z[:, 3:]
+        target_low = F.interpolate(target, size=z.shape[-2:], mode="nearest")
+        image_low = mask_low * image_low_out + (1 - mask_low) * target_low  # Eq. 3
+
+        h = self.upsample(z)
+        mask, image_out = torch.tanh(h[:, :1]), h[:, 1:]
+        image = mask * image_out + (1 - mask) * target  # Eq. 4
+        return {
+            "image": image,
+            "image_low": image_low,
+            "mask": mask,
+            "mask_low": mask_low,
+            "image_out": image_out,
+        }
+
+
+class ResizedIdentity(ShapeAwareIdentity):
+    """`ShapeAwareIdentity` with another ArcFace resize, and a renormalised identity mix.
+
+    maum-ai's release resizes the face to 112 bilinearly (HiFiFace-pytorch: bicubic) and, when it
+    interpolates identities, L2-normalises b·v_s + (1 − b)·v_t again. The weights are the same
+    modules under the same names; only the computation of v_id changes.
+
+    Args:
+        arcface_resize (str): interpolation mode of the resize to 112 ("bilinear"; align_corners False).
+        **the rest**: as `ShapeAwareIdentity`.
+    """
+
+    def __init__(
+        self,
+        arcface_resize: str,
+        arcface_depth: int = 100,
+        face3d_input_size: int = 256,
+        coeff_dims: list[int] | None = None,
+        embedding_dim: int = 512,
+    ):
+        super().__init__(arcface_depth, face3d_input_size, coeff_dims, embedding_dim)
+        self.arcface_resize = arcface_resize
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised ArcFace embeddings of aligned faces (B, 3, S, S) in [0, 1]."""
+        x = F.interpolate((images - 0.5) / 0.5, size=112, mode=self.arcface_resize, align_corners=False)
+        return F.normalize(self.arcface(x), dim=-1, p=2)
+
+    def encode(self, images: torch.Tensor) -> IdentityCode:
+        return IdentityCode(coeffs=self.face3d(images), embedding=self.embed(images))
+
+    def fuse(
+        self,
+        source: IdentityCode,
+        target: torch.Tensor,
+        shape_strength: float = 1.0,
+        identity_strength: float = 1.0,
+    ) -> torch.Tensor:
+        if identity_strength != 1.0:
+            mixed = identity_strength * source.embedding + (1 - identity_strength) * self.embed(target)
+            source = IdentityCode(coeffs=source.coeffs, embedding=F.normalize(mixed, dim=-1, p=2))
+        return super().fuse(source, target, shape_strength, 1.0)
+
+
 @dataclass
 class HifiFaceOutput:
     """What `HifiFace.forward` returns.
@@ -190,8 +303,9 @@ class HifiFaceOutput:
     Attributes:
         image: I_r, the swapped face blended into the target, (B, 3, S, S).
         image_low: I_low, the low-resolution swap, (B, 3, S/4, S/4) at 256, (B, 3, S/8, S/8) at 512.
-        mask: M_r, the predicted face mask, (B, 1, S, S) in [0, 1].
-        mask_low: M_low, the feature-fusion mask at I_low's resolution, in [0, 1].
+        mask: M_r, the predicted face mask, (B, 1, S, S), in `HifiFace.mask_range`: (0, 1) for the
+            "hififace-pytorch" SFF, (-1, 1) (tanh, not a probability) for "maum-ai".
+        mask_low: M_low, the feature-fusion mask at I_low's resolution, same range as `mask`.
         image_out: I_out, the raw decoded face before blending with M_r, (B, 3, S, S).
         identity: v_sid, the 3D shape-aware identity vector the decoder was driven by, (B, 769).
     """
@@ -213,7 +327,8 @@ class HifiFace(
 ):
     """HifiFace face-swapping generator with its frozen 3D shape-aware identity extractor.
 
-    `HifiFace()` is the full 256 model of the public release (151 M values, 61.9 M trainable).
+    `HifiFace()` is the full 256 model of the public HiFiFace-pytorch release (151 M values, 61.9 M
+    trainable); `HifiFace(sff="maum-ai")` that of maum-ai/hififace (146.9 M values, 57.6 M trainable).
 
     Args:
         image_size (int, 256): 256, or 512 (one more down block in the encoder, one more up block
@@ -225,6 +340,11 @@ class HifiFace(
         coeff_dims (list[int], [80, 64, 80, 3, 27, 2, 1]): 3DMM coefficient groups (id, exp, tex,
             angle, gamma, xy, z); the first group is the identity (shape) part of c_fuse.
         embedding_dim (int, 512): ArcFace embedding size.
+        sff (str, "hififace-pytorch"): SFF variant, a key of `SFF_VARIANTS`: "hififace-pytorch"
+            (sigmoid masks) or "maum-ai" (tanh masks in (-1, 1), `MaumSemanticFacialFusion`).
+        arcface_resize (str | None, None): how faces are resized to ArcFace's 112 ("bicubic" or
+            "bilinear"); None takes the variant's release ("bicubic" for hififace-pytorch,
+            "bilinear" for maum-ai). maum-ai also renormalises interpolated identities.
     """
 
     def __init__(
@@ -236,17 +356,29 @@ class HifiFace(
         face3d_input_size: int = 256,
         coeff_dims: list[int] | tuple[int, ...] = (80, 64, 80, 3, 27, 2, 1),
         embedding_dim: int = 512,
+        sff: str = "hififace-pytorch",
+        arcface_resize: str | None = None,
     ):
         super().__init__()
         if image_size not in SUPPORTED_SIZES:
             raise ValueError(f"image_size must be one of {SUPPORTED_SIZES}, got {image_size}")
+        if sff not in SFF_VARIANTS:
+            raise ValueError(f"sff must be one of {sorted(SFF_VARIANTS)}, got {sff!r}")
+        if arcface_resize is not None and arcface_resize not in ARCFACE_RESIZE_MODES:
+            raise ValueError(f"arcface_resize must be one of {ARCFACE_RESIZE_MODES}, got {arcface_resize!r}")
         self.image_size = image_size
-        self.identity = ShapeAwareIdentity(
+        self.sff_variant = sff
+        self.mask_range, release_resize = SFF_VARIANTS[sff]
+        priors = dict(
             arcface_depth=arcface_depth,
             face3d_input_size=face3d_input_size,
             coeff_dims=list(coeff_dims),
             embedding_dim=embedding_dim,
         )
+        if sff == "hififace-pytorch" and arcface_resize in (None, "bicubic"):
+            self.identity = ShapeAwareIdentity(**priors)
+        else:
+            self.identity = ResizedIdentity(arcface_resize or release_resize, **priors)
         identity_dim = self.identity.dim
 
         extra = {256: 0, 512: 1}[image_size]  # the 512 layout adds one resolution level
@@ -260,7 +392,8 @@ class HifiFace(
             [False, False, True, True, True],
             identity_dim,
         )
-        self.sff = SemanticFacialFusion(fusion_channels, identity_dim, num_upsample=2 + extra)
+        fusion = SemanticFacialFusion if sff == "hififace-pytorch" else MaumSemanticFacialFusion
+        self.sff = fusion(fusion_channels, identity_dim, num_upsample=2 + extra)
 
     @classmethod
     def from_priors(
@@ -270,6 +403,7 @@ class HifiFace(
         image_size: int = 256,
         base_channels: int = 64,
         max_channels: int = 512,
+        sff: str = "hififace-pytorch",
     ) -> HifiFace:
         """A new, untrained generator around converted priors: the start of training from scratch.
 
@@ -277,7 +411,7 @@ class HifiFace(
             arcface (str): `ArcFace` folder or Hub id (`hififace convert arcface`).
             face3d (str): `Face3DRegressor` folder or Hub id (`hififace convert deep3d`); its
                 `input_size` becomes `face3d_input_size`.
-            image_size, base_channels, max_channels: as in the constructor.
+            image_size, base_channels, max_channels, sff: as in the constructor.
         """
         from hififace.priors.arcface import ArcFace
         from hififace.priors.face3d import Face3DRegressor
@@ -291,10 +425,21 @@ class HifiFace(
             face3d_input_size=f_3d.input_size,
             coeff_dims=[layer.out_channels for layer in f_3d.final_layers],
             embedding_dim=f_id.fc.out_features,
+            sff=sff,
         )
         model.identity.arcface.load_state_dict(f_id.state_dict())
         model.identity.face3d.load_state_dict(f_3d.state_dict())
         return model
+
+    def generate_model_card(self, *args, **kwargs):
+        card = super().generate_model_card(*args, **kwargs)
+        if self.sff_variant == "maum-ai":
+            # maum-ai/hififace is BSD-3-Clause, and its ArcFace part is insightface's
+            # (non-commercial research only): the class-wide "mit" does not hold for these weights.
+            card.data.license = "other"
+            card.data.license_name = "bsd-3-clause-and-insightface-non-commercial"
+            card.data.license_link = "https://github.com/maum-ai/hififace/blob/main/LICENSE"
+        return card
 
     def train(self, mode: bool = True) -> HifiFace:
         super().train(mode)
