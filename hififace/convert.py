@@ -7,12 +7,15 @@ strictly (anything missing, extra or of the wrong shape is named), and writes `c
 `model.safetensors` and a model card that says where the weights came from:
 
     convert_hififace_pytorch  HiFiFace-pytorch `generator_<iter>.pth` (generator + priors) -> HifiFace
+    convert_maum_ai    maum-ai/hififace `hififace_opensouce_299999.ckpt` (Lightning)  -> HifiFace(sff="maum-ai")
     convert_arcface    insightface arcface_torch `backbone.pth` (IResNet-18/34/50/100/200) -> ArcFace
     convert_deep3d     Deep3DFaceRecon `epoch_20.pth` ('net_recon')                         -> Face3DRegressor
     convert_bfm        Deep3DFaceRecon `BFM_model_front.mat` (68 landmarks)                 -> BFMLandmarks
     convert_bisenet    face-parsing.PyTorch `79999_iter.pth`                                -> FaceParser
 
-Nothing is downloaded: every source is a file you already have.
+Nothing is downloaded: every source is a file you already have. maum-ai's Lightning checkpoint
+pickles Lightning and OmegaConf objects, which `weights_only=True` refuses; it is read with the
+restricted unpickler of `hififace.checkpoints`, which runs nothing the file names.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hififace.checkpoints import CorruptCheckpoint, RefusedPickle, load_tensors, read_zip_checkpoint
 from hififace.hub import CheckpointError, load_state_dict_strict
 from hififace.models.generator import HifiFace
 from hififace.priors.arcface import IRESNET_LAYERS, ArcFace
@@ -88,6 +92,19 @@ HIFIFACE_PYTORCH_KEYS = KeyTable(
         (r"^sff\.f_up\.net\.", "sff.upsample."),
         (r"^sff\.f_up\.i_r_net\.1\.", "sff.image_head."),
         (r"^sff\.f_up\.m_r_net\.0\.", "sff.mask_head."),
+    ),
+    defaults=(_BN_COUNTER,),
+)
+
+# maum-ai/hififace (BSD-3) names -> ours: the HiFiFace-pytorch renames for the shared encoder, decoder
+# and priors (same names there), and its own SFF layers: a ResBlock M_low predictor, one AdaIN
+# ResBlock after the blend, four ResBlocks in F_up. Only `generator.*` is read from the file.
+MAUM_AI_KEYS = KeyTable(
+    renames=(
+        (r"^generator\.", ""),
+        *HIFIFACE_PYTORCH_KEYS.renames,
+        (r"^sff\.low_mask_predict\.", "sff.mask_low_head."),
+        (r"^sff\.z_fuse_block\.", "sff.fuse_blocks.0."),
     ),
     defaults=(_BN_COUNTER,),
 )
@@ -159,10 +176,13 @@ def _read_pickle(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        if refused:
+        # torch words it "Unsupported global: GLOBAL x.y" or, for blocked modules such as os,
+        # "unsupported GLOBAL posix.system whose module posix is blocked"
+        refused = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(error), re.IGNORECASE)
+        if refused or "weights only load failed" in str(error).lower():
+            what = f"it pickles {refused.group(1)}" if refused else "it pickles more than tensors"
             raise CheckpointError(
-                f"{path} was refused: it pickles {refused.group(1)}, and hififace only loads "
+                f"{path} was refused: {what}, and hififace only loads "
                 "tensors and plain containers (torch.load weights_only=True)"
             ) from error
         raise CheckpointError(f"cannot read {path}: not a PyTorch checkpoint, or a corrupt one") from error
@@ -421,6 +441,87 @@ def convert_hififace_pytorch(src: PathLike, out_dir: PathLike, push_to_hub: str 
         f"priors: ArcFace IResNet-{depth} (insightface) and the Deep3DFaceRecon 3DMM regressor.",
         weights_license="MIT, as the HiFiFace-pytorch release; the ArcFace part was trained by "
         "insightface, whose pretrained models are for non-commercial research",
+        push_to_hub=push_to_hub,
+    )
+    return model
+
+
+def read_lightning_generator(src: PathLike) -> dict[str, torch.Tensor]:
+    """The `generator.*` tensors of a PyTorch Lightning checkpoint, read safely and lazily.
+
+    Only those tensors are read from the zip (the discriminator, the loss networks' `g_loss.*`
+    copies and the optimizer moments stay on disk), on the CPU whatever device they were saved from.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: a pickle that calls anything but tensor and container rebuilds (refused
+            before anything runs), a corrupt file, or one without `generator.*` tensors.
+    """
+    src = Path(src)
+    if not src.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {src}")
+    try:
+        content, archive = read_zip_checkpoint(src)
+    except RefusedPickle as error:
+        raise CheckpointError(
+            f"{src} was refused: {error}, and hififace only rebuilds tensors and containers from it"
+        ) from None
+    except CorruptCheckpoint as error:
+        raise CheckpointError(f"cannot read {src}: {error}") from None
+    try:
+        state = content.get("state_dict", content) if isinstance(content, Mapping) else None
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"{src} holds a {type(content).__name__}, not a Lightning checkpoint")
+        tensors = load_tensors(state, keep=lambda name: str(name).startswith("generator."))
+    except CorruptCheckpoint as error:
+        raise CheckpointError(f"cannot read {src}: {error}") from None
+    finally:
+        archive.close()
+    if not tensors:
+        found = ", ".join(sorted({str(k).split(".")[0] for k in state})[:8]) or "nothing"
+        raise CheckpointError(f"{src} has no generator.* tensors (its state_dict has: {found})")
+    return tensors
+
+
+def convert_maum_ai(src: PathLike, out_dir: PathLike, push_to_hub: str | None = None) -> HifiFace:
+    """maum-ai/hififace `hififace_opensouce_299999.ckpt` -> complete `HifiFace(sff="maum-ai")` folder.
+
+    The release (https://github.com/maum-ai/hififace, BSD-3-Clause) is a PyTorch Lightning 1.4.5
+    checkpoint. Its `generator.*` tensors hold the encoder, decoder and maum-ai's SFF module, with
+    the ArcFace IResNet-100 and Deep3DFaceRecon regressor whose batch-norm statistics it trained
+    with (copied as they are). Read with a restricted unpickler (`read_lightning_generator`), one
+    tensor at a time, so converting needs about twice the generator's size (0.6 GB) in memory.
+
+    Args:
+        src (str or Path): the Lightning checkpoint.
+        out_dir (str or Path): folder to write.
+        push_to_hub (str, None): also upload to this Hub repo id.
+    """
+    source = read_lightning_generator(src)
+    renamed = rename_keys(source, MAUM_AI_KEYS)
+    arcface = {
+        k.removeprefix("identity.arcface."): v
+        for k, v in renamed.items()
+        if k.startswith("identity.arcface.")
+    }
+    depth = arcface_depth(arcface) if arcface else 100
+    del renamed, arcface
+    model = HifiFace(arcface_depth=depth, sff="maum-ai")
+    load_converted(model, source, MAUM_AI_KEYS, str(src))
+    del source  # the model holds its own copy now: keep the peak at two generators while saving
+    save_converted(
+        model,
+        out_dir,
+        src,
+        command="maum-ai",
+        description="HifiFace face-swapping generator at 256×256 converted from maum-ai's public "
+        "release (https://github.com/maum-ai/hififace, `hififace_opensouce_299999.ckpt`), with its "
+        f"frozen priors: ArcFace IResNet-{depth} (insightface) and the Deep3DFaceRecon 3DMM regressor, "
+        "batch-norm statistics as in the checkpoint. Its masks are tanh outputs in (-1, 1); "
+        "compositing clamps them to [0, 1].",
+        weights_license="BSD-3-Clause, as maum-ai/hififace; the ArcFace part was trained by "
+        "insightface, whose pretrained models are for non-commercial research only, so these "
+        "weights as a whole are not for commercial use",
         push_to_hub=push_to_hub,
     )
     return model
