@@ -1,6 +1,6 @@
 """The `hififace` command line.
 
-    hififace convert {hififace-pytorch,arcface,deep3d,bfm,bisenet} SRC OUT_DIR [--push-to-hub REPO]
+    hififace convert {hififace-pytorch,maum-ai,arcface,deep3d,bfm,bisenet} SRC OUT_DIR [--push-to-hub REPO]
     hififace preprocess RAW OUT [--size 256] [--parser DIR] [--workers N] ...
     hififace swap --source FACE --target IMAGE|VIDEO|FOLDER --output PATH [--model DIR_OR_REPO] ...
     hififace evaluate (--pairs CSV | --sources DIR --targets DIR) [--model M] [--swapped DIR] --out DIR ...
@@ -20,6 +20,7 @@ from pathlib import Path
 
 CONVERTERS = {
     "hififace-pytorch": "the public HiFiFace-pytorch generator_<iter>.pth (generator + ArcFace + 3DMM regressor)",
+    "maum-ai": "maum-ai/hififace's Lightning hififace_opensouce_299999.ckpt (read safely; generator + priors)",
     "arcface": "an insightface arcface_torch backbone.pth (IResNet r50/r100)",
     "deep3d": "a Deep3DFaceRecon epoch_20.pth (the 3DMM regressor under 'net_recon')",
     "bfm": "Deep3DFaceRecon's BFM_model_front.mat (the 68-landmark part, for the shape loss)",
@@ -32,6 +33,7 @@ def _convert(args: argparse.Namespace) -> None:
 
     functions: dict[str, Callable] = {
         "hififace-pytorch": convert.convert_hififace_pytorch,
+        "maum-ai": convert.convert_maum_ai,
         "arcface": convert.convert_arcface,
         "deep3d": convert.convert_deep3d,
         "bfm": convert.convert_bfm,
