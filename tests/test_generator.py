@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hififace import HifiFace, IdentityCode
-from hififace.hub import CheckpointError
+from hififace.hub import CheckpointError, load_state_dict_strict
 
 TINY = dict(base_channels=8, max_channels=16, arcface_depth=18)
 
@@ -188,3 +188,90 @@ def test_a_missing_local_folder_fails_at_once_without_asking_the_hub(tmp_path, m
         with pytest.raises(CheckpointError, match="no model folder at"):
             HifiFace.from_pretrained(name)
     assert not looks_like_path("hififace/hififace-256")  # a Hub repo id: no local "hififace" folder
+
+
+# --- the maum-ai SFF variant (HifiFace(sff="maum-ai")) ---------------------------------------------
+
+
+# the 3DMM regressor (a full ResNet-50) sees 64 px here, to keep these tests fast on a CPU
+TINY_MAUM = dict(TINY, face3d_input_size=64, sff="maum-ai")
+
+
+@pytest.fixture(scope="module")
+def tiny_maum():
+    torch.manual_seed(0)
+    return HifiFace(**TINY_MAUM).eval()
+
+
+@pytest.mark.parametrize("size, low", [(256, 64), (512, 64)])
+def test_maum_variant_shapes_and_tanh_masks(size, low):
+    torch.manual_seed(0)
+    model = HifiFace(image_size=size, **TINY_MAUM).eval()
+    with torch.no_grad():
+        out = model(faces(2, size, 1), faces(2, size, 2))
+    assert out.image.shape == out.image_out.shape == (2, 3, size, size)
+    assert out.mask.shape == (2, 1, size, size) and out.mask_low.shape == (2, 1, low, low)
+    assert out.image_low.shape == (2, 3, low, low)
+    assert model.mask_range == (-1.0, 1.0)
+    for mask in (out.mask, out.mask_low):  # tanh: negative values are part of the release's masks
+        assert -1 < mask.min() < 0 < mask.max() < 1
+
+
+def test_maum_variant_blends_as_the_release(tiny_maum):
+    target = faces(1, seed=3)
+    raw_low = []
+    hook = tiny_maum.sff.fuse_blocks[0].register_forward_hook(lambda m, i, o: raw_low.append(o[:, :3]))
+    with torch.no_grad():
+        out = tiny_maum(faces(1, seed=4), target)
+    hook.remove()
+    torch.testing.assert_close(out.image, out.mask * out.image_out + (1 - out.mask) * target)
+    quarter = target[:, :, ::4, ::4]  # nearest ¼-size target
+    torch.testing.assert_close(out.image_low, out.mask_low * raw_low[0] + (1 - out.mask_low) * quarter)
+
+
+def test_maum_variant_identity_uses_bilinear_arcface_and_renormalises_mixes(tiny_maum):
+    import torch.nn.functional as F
+
+    source, target = faces(1, seed=5), faces(1, seed=6)
+    arcface = tiny_maum.identity.arcface
+    with torch.no_grad():
+        bilinear = F.normalize(arcface(F.interpolate(source * 2 - 1, size=112, mode="bilinear")), dim=-1)
+        code = tiny_maum.encode_source(source)
+        half = tiny_maum(code, target, identity_strength=0.5).identity[:, 257:]
+        v_t = tiny_maum.identity.encode(target).embedding
+    torch.testing.assert_close(code.embedding, bilinear)
+    assert (code.embedding - arcface.embed(source)).abs().max() > 1e-4  # not the bicubic resize
+    torch.testing.assert_close(half, F.normalize(code.embedding + v_t, dim=-1))
+
+
+def test_maum_variant_round_trip_keeps_the_variant(tiny_maum, tmp_path):
+    tiny_maum.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["sff"] == "maum-ai"
+    assert "license: other" in (tmp_path / "README.md").read_text()
+    loaded = HifiFace.from_pretrained(tmp_path)
+    source, target = faces(1, seed=13), faces(1, seed=14)
+    with torch.no_grad():
+        a, b = tiny_maum(source, target, 1.0, 0.5), loaded(source, target, 1.0, 0.5)
+    for name in ("image", "image_low", "mask", "mask_low", "image_out", "identity"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    # the two layouts do not load into each other
+    with pytest.raises(
+        CheckpointError, match=r"missing: sff\.mask_low_head\.weight.*unexpected: sff\.mask_low_head\.conv1"
+    ):
+        load_state_dict_strict(HifiFace(**TINY), load_file(tmp_path / "model.safetensors"))
+
+
+def test_default_variant_is_unchanged_and_bad_variants_are_one_line():
+    model = HifiFace(**TINY)
+    assert type(model.identity).__name__ == "ShapeAwareIdentity" and model.mask_range == (0.0, 1.0)
+    with pytest.raises(ValueError, match=r"sff must be one of \['hififace-pytorch', 'maum-ai'\]"):
+        HifiFace(sff="simswap", **TINY)
+    with pytest.raises(ValueError, match="arcface_resize must be one of"):
+        HifiFace(arcface_resize="nearest", **TINY)
+
+
+def test_full_maum_model_has_the_release_sizes():
+    model = HifiFace(sff="maum-ai")
+    assert len(model.state_dict()) == 1421  # the checkpoint's generator.* tensors
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 57_596_438
