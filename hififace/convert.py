@@ -179,10 +179,9 @@ def _read_pickle(path: Path) -> object:
         # torch words it "Unsupported global: GLOBAL x.y" or, for blocked modules such as os,
         # "unsupported GLOBAL posix.system whose module posix is blocked"
         refused = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(error), re.IGNORECASE)
-        if refused or "weights only load failed" in str(error).lower():
-            what = f"it pickles {refused.group(1)}" if refused else "it pickles more than tensors"
+        if refused:
             raise CheckpointError(
-                f"{path} was refused: {what}, and hififace only loads "
+                f"{path} was refused: it pickles {refused.group(1)}, and hififace only loads "
                 "tensors and plain containers (torch.load weights_only=True)"
             ) from error
         raise CheckpointError(f"cannot read {path}: not a PyTorch checkpoint, or a corrupt one") from error
