@@ -115,15 +115,17 @@ class ZipCheckpoint:
 
     def read_storage(self, storage: StoredStorage) -> torch.Tensor:
         name = f"{self.prefix}data/{storage.key}"
-        itemsize = torch.empty((), dtype=storage.dtype).element_size()
-        buffer = bytearray(storage.numel * itemsize)
+        size = storage.numel * torch.empty((), dtype=storage.dtype).element_size()
         try:
-            with self.zip.open(name) as record:
-                read = record.readinto(buffer)
+            info = self.zip.getinfo(name)
         except KeyError:
             raise CorruptCheckpoint(f"{self.path} has no record {name}") from None
-        if read != len(buffer):
-            raise CorruptCheckpoint(f"{self.path}: record {name} holds {read} bytes, not {len(buffer)}")
+        if info.file_size != size:  # checked before allocating what the pickle claims
+            raise CorruptCheckpoint(f"{self.path}: record {name} holds {info.file_size} bytes, not {size}")
+        buffer = bytearray(size)
+        with self.zip.open(info) as record:
+            if record.readinto(buffer) != size:
+                raise CorruptCheckpoint(f"{self.path}: record {name} is truncated")
         if not buffer:
             return torch.empty(0, dtype=storage.dtype)
         return torch.frombuffer(buffer, dtype=storage.dtype)

@@ -267,6 +267,8 @@ def test_default_variant_is_unchanged_and_bad_variants_are_one_line():
     assert type(model.identity).__name__ == "ShapeAwareIdentity" and model.mask_range == (0.0, 1.0)
     with pytest.raises(ValueError, match=r"sff must be one of \['hififace-pytorch', 'maum-ai'\]"):
         HifiFace(sff="simswap", **TINY)
+    bilinear = HifiFace(arcface_resize="bilinear", **TINY).identity  # the resize alone, no renormalising
+    assert (bilinear.arcface_resize, bilinear.renormalise_mix) == ("bilinear", False)
     with pytest.raises(ValueError, match="arcface_resize must be one of"):
         HifiFace(arcface_resize="nearest", **TINY)
 

@@ -253,20 +253,22 @@ class MaumSemanticFacialFusion(nn.Module):
 
 
 class ResizedIdentity(ShapeAwareIdentity):
-    """`ShapeAwareIdentity` with another ArcFace resize, and a renormalised identity mix.
+    """`ShapeAwareIdentity` with another ArcFace resize and, optionally, a renormalised identity mix.
 
     maum-ai's release resizes the face to 112 bilinearly (HiFiFace-pytorch: bicubic) and, when it
     interpolates identities, L2-normalises b·v_s + (1 − b)·v_t again. The weights are the same
     modules under the same names; only the computation of v_id changes.
 
     Args:
-        arcface_resize (str): interpolation mode of the resize to 112 ("bilinear"; align_corners False).
-        **the rest**: as `ShapeAwareIdentity`.
+        arcface_resize (str): interpolation mode of the resize to 112 (align_corners False).
+        renormalise_mix (bool): L2-normalise interpolated identities (maum-ai) or not (HiFiFace-pytorch).
+        arcface_depth, face3d_input_size, coeff_dims, embedding_dim: as `ShapeAwareIdentity`.
     """
 
     def __init__(
         self,
         arcface_resize: str,
+        renormalise_mix: bool,
         arcface_depth: int = 100,
         face3d_input_size: int = 256,
         coeff_dims: list[int] | None = None,
@@ -274,6 +276,7 @@ class ResizedIdentity(ShapeAwareIdentity):
     ):
         super().__init__(arcface_depth, face3d_input_size, coeff_dims, embedding_dim)
         self.arcface_resize = arcface_resize
+        self.renormalise_mix = renormalise_mix
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised ArcFace embeddings of aligned faces (B, 3, S, S) in [0, 1]."""
@@ -292,7 +295,9 @@ class ResizedIdentity(ShapeAwareIdentity):
     ) -> torch.Tensor:
         if identity_strength != 1.0:
             mixed = identity_strength * source.embedding + (1 - identity_strength) * self.embed(target)
-            source = IdentityCode(coeffs=source.coeffs, embedding=F.normalize(mixed, dim=-1, p=2))
+            if self.renormalise_mix:
+                mixed = F.normalize(mixed, dim=-1, p=2)
+            source = IdentityCode(coeffs=source.coeffs, embedding=mixed)
         return super().fuse(source, target, shape_strength, 1.0)
 
 
@@ -378,7 +383,8 @@ class HifiFace(
         if sff == "hififace-pytorch" and arcface_resize in (None, "bicubic"):
             self.identity = ShapeAwareIdentity(**priors)
         else:
-            self.identity = ResizedIdentity(arcface_resize or release_resize, **priors)
+            resize = arcface_resize or release_resize
+            self.identity = ResizedIdentity(resize, renormalise_mix=sff == "maum-ai", **priors)
         identity_dim = self.identity.dim
 
         extra = {256: 0, 512: 1}[image_size]  # the 512 layout adds one resolution level
