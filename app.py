@@ -29,9 +29,9 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from hififace.faces import FaceSelectionError
 from hififace.imageio import save_image
 from hififace.pipeline import AI_METADATA, HifiFacePipeline, ModelLoadError, SwapError, SwapResult
+from hififace.video import swap_video as swap_video_file
 
 try:  # Hugging Face ZeroGPU Spaces: a GPU is attached only while a decorated function runs.
     import spaces
@@ -134,7 +134,8 @@ def build_demo(
         out = output_dir / f"swapped-{uuid.uuid4().hex[:12]}.mp4"
         progress((0, None), desc="Swapping faces", unit="frames")
         with _as_gradio_error(hide=str(Path(video).parent) + os.sep):
-            summary = pipeline.swap_video(
+            summary = swap_video_file(
+                pipeline,
                 source,
                 video,
                 out,
@@ -336,7 +337,7 @@ def _as_gradio_error(hide: str | None = None) -> Iterator[None]:
     """Turn the pipeline's input errors into `gr.Error` messages (optionally hiding a temp folder)."""
     try:
         yield
-    except (SwapError, FaceSelectionError) as error:
+    except SwapError as error:
         message = str(error).replace(hide, "") if hide else str(error)
         raise gr.Error(message[:1].upper() + message[1:]) from error
 

@@ -167,7 +167,7 @@ def _swap(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from hififace.pipeline import HifiFacePipeline, SwapError
-    from hififace.video import is_video
+    from hififace.video import is_video, swap_video
 
     model = args.model or os.environ.get("HIFIFACE_MODEL")
     if not model:
@@ -190,10 +190,9 @@ def _swap(args: argparse.Namespace) -> None:
         max_pixels=args.max_pixels,
     ).to(device)
     source = pipeline.encode_source(args.source)  # once for every target
-    reference = pipeline._reference_embedding(args.reference) if args.face == "reference" else None
+    choice = pipeline.face_choice(args.face, args.reference)  # a reference photo embedded once
     options = {
-        "face": args.face,
-        "reference": reference,
+        "face": choice,
         "identity_strength": args.identity_strength,
         "shape_strength": args.shape_strength,
         "mask_erode": args.mask_erode,
@@ -209,8 +208,8 @@ def _swap(args: argparse.Namespace) -> None:
                         bar.total = total
                         bar.update(done - bar.n)
 
-                    summary = pipeline.swap_video(
-                        source, file, out, batch_size=args.batch_size, progress=progress, **options
+                    summary = swap_video(
+                        pipeline, source, file, out, batch_size=args.batch_size, progress=progress, **options
                     )
                 tqdm.write(
                     f"{file} -> {out}: {summary.frames} frames, {summary.swapped} swapped, "

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from PIL import Image as PILImage
 from PIL import ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from hififace.faces.types import Image
+from hififace.types import Image
 
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 32

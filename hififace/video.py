@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -31,16 +32,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from hififace.faces import Face, FaceSelectionError, select_faces
+from hififace.faces import Face, FaceChoice, select_faces
 from hififace.faces.types import Image, Landmarks5
-from hififace.pipeline import (
-    AI_METADATA,
-    FaceChoiceError,
-    HifiFacePipeline,
-    SwapError,
-    _check_strength,
-    _parse_face,
-)
+from hififace.pipeline import AI_METADATA, HifiFacePipeline, SwapError
 
 __all__ = [
     "OUTPUT_SUFFIXES",
@@ -222,32 +216,15 @@ def swap_video(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    _check_strength("identity_strength", identity_strength)
-    _check_strength("shape_strength", shape_strength)
-    mode, index = _parse_face(face)
-    if mode == "reference" and reference is None:
-        raise FaceChoiceError('face="reference" needs a reference image of the person to replace')
-    # The source first: a source without a face should fail before any frame is decoded.
+    pipeline.check_inputs(identity_strength, shape_strength)
+    # The choice and the source first: bad ones should fail before any frame is decoded.
+    choice = FaceChoice.parse(face) if not isinstance(face, str) or reference is None else None
     source = pipeline.encode_source(source)
-    reference_embedding = pipeline._reference_embedding(reference) if mode == "reference" else None
+    choice = choice or pipeline.face_choice(face, reference)
     smoother = LandmarkSmoother() if smoothing is True else (smoothing or None)
 
     def choose(image: Image, faces: list[Face]) -> list[Face]:
-        if not faces:
-            return []
-        if mode == "index" and not 0 <= index < len(faces):
-            return []
-        try:
-            return select_faces(
-                faces,
-                mode,
-                index=index,
-                reference_embedding=reference_embedding,
-                embed_fn=lambda f: pipeline._embed(image, f.landmarks),
-                threshold=pipeline.reference_threshold,
-            )
-        except FaceSelectionError as e:
-            raise FaceChoiceError(str(e)) from e
+        return select_faces(faces, choice, embed=lambda some: pipeline.embed_faces(image, some))
 
     try:
         container = av.open(str(video_in))
@@ -260,7 +237,7 @@ def swap_video(
             raise VideoError(f"{video_in}: has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        pipeline._check_pixels(stream.width, stream.height, f"the frames of {video_in}")
+        pipeline.check_pixels(stream.width, stream.height, f"the frames of {video_in}")
         audio = container.streams.audio[0] if container.streams.audio else None
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         total = stream.frames or None
@@ -354,11 +331,11 @@ def _swap_batch(
     import av
 
     images = [frame.to_ndarray(format="rgb24") for frame in frames]
-    jobs: list[tuple[int, tuple[float, float, float, float], Landmarks5]] = []
+    jobs: list[tuple[int, Face]] = []
     for i, (frame, image) in enumerate(zip(frames, images, strict=True)):
         thumb = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
         thumb = thumb.astype(np.float32) / 255.0
-        chosen = choose(image, pipeline._detect(image))
+        chosen = choose(image, pipeline.detect_faces(image))
         if smoother is not None:
             if last_thumb[0] is not None and float(np.abs(thumb - last_thumb[0]).mean()) > cut_threshold:
                 smoother.reset()
@@ -367,19 +344,19 @@ def _swap_batch(
         else:
             landmarks = [f.landmarks for f in chosen]
         last_thumb[0] = thumb
-        jobs.extend((i, f.box, lm) for f, lm in zip(chosen, landmarks, strict=True))
+        jobs.extend(
+            (i, dataclasses.replace(f, landmarks=lm)) for f, lm in zip(chosen, landmarks, strict=True)
+        )
 
-    swaps = pipeline._swap_faces(
-        source, [(images[i], box, lm) for i, box, lm in jobs], identity_strength, shape_strength
-    )
+    swaps = pipeline.swap_faces(source, [(images[i], f) for i, f in jobs], identity_strength, shape_strength)
     per_frame: dict[int, list] = {}
-    for (i, _, _), swap in zip(jobs, swaps, strict=True):
+    for (i, _), swap in zip(jobs, swaps, strict=True):
         per_frame.setdefault(i, []).append(swap)
 
     for i, frame in enumerate(frames):
         if i in per_frame:
             new = av.VideoFrame.from_ndarray(
-                pipeline._paste(images[i], per_frame[i], mask_erode, mask_blur), format="rgb24"
+                pipeline.composite(images[i], per_frame[i], mask_erode, mask_blur), format="rgb24"
             )
             new.pts, new.time_base = frame.pts, frame.time_base
             counts["swapped"] += 1

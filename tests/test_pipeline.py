@@ -137,16 +137,16 @@ def test_pil_path_grayscale_and_rgba_targets_and_a_reused_source(
 
 def test_face_choice_modes_on_six_people(pipeline, source, group_path):
     image = np.asarray(PILImage.open(group_path).convert("RGB"))
-    faces = pipeline._detect(image)
+    faces = pipeline.detect_faces(image)
     assert len(faces) == 6
     every = pipeline.swap(source, group_path, face="all").faces
     assert [f.box for f in every] == [f.box for f in faces]
     assert [f.box[0] for f in every] == sorted(f.box[0] for f in every)
 
     largest = max(faces, key=lambda f: f.area)
-    assert [f.box for f in pipeline._choose(image, faces, "largest", None)] == [largest.box]
-    assert [f.box for f in pipeline._choose(image, faces, 2, None)] == [faces[2].box]
-    assert [f.box for f in pipeline._choose(image, faces, "4", None)] == [faces[4].box]
+    for face, expected in (("largest", largest), (2, faces[2]), ("4", faces[4])):
+        chosen = pipeline.choose_faces(image, faces, pipeline.face_choice(face))
+        assert [f.box for f in chosen] == [expected.box]
 
     # A reference photo of the third person (cut from the group photo) picks that person only.
     x1, y1, x2, y2 = (int(v) for v in faces[2].box)
@@ -264,7 +264,7 @@ def test_missing_model_folder(tmp_path):
 
 def test_large_images_are_detected_on_a_smaller_copy(pipeline, astronaut):
     small_side = HifiFacePipeline(pipeline.model, pipeline.detector, detect_max_side=256)
-    faces = small_side._detect(astronaut)  # found at 256 px, reported in the 512 px image's pixels
+    faces = small_side.detect_faces(astronaut)  # found at 256 px, reported in the 512 px image's pixels
     assert len(faces) == 1
     expected = np.array([(203, 102), (247, 104), (225, 127), (201, 139), (246, 141)], dtype=np.float32)
     assert np.abs(faces[0].landmarks - expected).max() < 6.0
