@@ -114,8 +114,6 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     preprocess.set_defaults(func=_preprocess)
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-_SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _WEIGHTS_HELP = (
     "convert the public release with `hififace convert hififace-pytorch generator_<iter>.pth "
     "models/hififace-256`, or train one"
@@ -124,11 +122,11 @@ _WEIGHTS_HELP = (
 
 def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
     """(target file, output file) pairs for a target image, video or folder of them."""
-    from hififace.video import OUTPUT_SUFFIXES, VIDEO_SUFFIXES
+    from hififace.formats import IMAGE_OUTPUT_SUFFIXES, IMAGE_SUFFIXES, VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES
 
     def output_for(file: Path, folder: Path) -> Path:
         suffix = file.suffix.lower()
-        keep = OUTPUT_SUFFIXES if suffix in VIDEO_SUFFIXES else _SAVE_SUFFIXES
+        keep = VIDEO_OUTPUT_SUFFIXES if suffix in VIDEO_SUFFIXES else IMAGE_OUTPUT_SUFFIXES
         return folder / (
             file.stem + (suffix if suffix in keep else ".mp4" if suffix in VIDEO_SUFFIXES else ".png")
         )
@@ -137,9 +135,7 @@ def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
         if output.exists() and not output.is_dir():
             raise ValueError(f"--output {output} must be a folder when --target is a folder")
         files = sorted(
-            f
-            for f in target.iterdir()
-            if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES + tuple(VIDEO_SUFFIXES)
+            f for f in target.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
         )
         if not files:
             raise ValueError(f"{target}: no images or videos in this folder")
@@ -148,9 +144,9 @@ def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
         is_video = target.suffix.lower() in VIDEO_SUFFIXES
         if output.is_dir():
             jobs = [(target, output_for(target, output))]
-        elif is_video and output.suffix.lower() not in OUTPUT_SUFFIXES:
+        elif is_video and output.suffix.lower() not in VIDEO_OUTPUT_SUFFIXES:
             raise ValueError(f"--output {output}: a video is written as .mp4, .mov, .m4v or .mkv")
-        elif not is_video and output.suffix.lower() not in _SAVE_SUFFIXES:
+        elif not is_video and output.suffix.lower() not in IMAGE_OUTPUT_SUFFIXES:
             raise ValueError(f"--output {output}: an image is written as .png, .jpg or .webp")
         else:
             jobs = [(target, output)]
