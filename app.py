@@ -29,6 +29,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from hififace.atomic import atomic_path
 from hififace.imageio import save_image
 from hififace.pipeline import AI_METADATA, HifiFacePipeline, ModelLoadError, SwapError, SwapResult
 from hififace.video import swap_video as swap_video_file
@@ -398,8 +399,7 @@ def _write_example_clip(image: np.ndarray, path: Path, frames: int = 20, fps: in
     import cv2
 
     height, width = image.shape[:2]
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}{path.suffix}")
-    with av.open(str(tmp), "w") as out:
+    with atomic_path(path, keep_suffix=True) as tmp, av.open(str(tmp), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
@@ -410,7 +410,6 @@ def _write_example_clip(image: np.ndarray, path: Path, frames: int = 20, fps: in
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch
 
 from hififace.types import Image
 
-__all__ = ["images_to_tensor", "tensor_to_images", "to_uint8", "to_uint8_rgb"]
+__all__ = ["images_to_tensor", "masks_to_tensor", "tensor_to_images", "to_uint8", "to_uint8_rgb"]
 
 
 def images_to_tensor(
@@ -33,6 +33,16 @@ def images_to_tensor(
     if batch.dtype != np.uint8 or batch.ndim != 4:
         raise ValueError(f"expected uint8 (H, W, C) images, got {batch.dtype} {batch.shape[1:]}")
     return torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def masks_to_tensor(
+    masks: Sequence[np.ndarray] | np.ndarray, device: str | torch.device | None = None
+) -> torch.Tensor:
+    """uint8 (H, W) masks (0..255), or one (B, H, W) array, as a float32 (B, 1, H, W) tensor in [0, 1]."""
+    batch = np.stack(masks) if not isinstance(masks, np.ndarray) else np.ascontiguousarray(masks)
+    if batch.dtype != np.uint8 or batch.ndim != 3:
+        raise ValueError(f"expected uint8 (H, W) masks, got {batch.dtype} {batch.shape[1:]}")
+    return torch.from_numpy(batch).to(device)[:, None].float().div_(255.0)
 
 
 def tensor_to_images(x: torch.Tensor) -> np.ndarray:
