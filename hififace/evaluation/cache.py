@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from hififace.atomic import atomic_write
 from hififace.evaluation.pairs import Pair, reference_stamp
 
 CACHE_VERSION = 1
@@ -88,10 +89,13 @@ class PairCache:
     def write(self, record: dict[str, Any], fid_features: np.ndarray | None = None) -> None:
         """Store a record (under ``record["key"]``) and, when given, its FID features as float32."""
         key = record["key"]
+        # Each file whole or not at all, the features first: an interrupted run must leave nothing
+        # half-written, nor a record that reads as complete without its features.
         if fid_features is not None:
-            # the features first: a record on disk without them would be read back as complete
-            np.save(self._fid_path(key), np.asarray(fid_features, dtype=np.float32))
-        _write_text(self.folder / f"{key}.json", json.dumps(record))
+            with atomic_write(self._fid_path(key), "wb") as f:
+                np.save(f, np.asarray(fid_features, dtype=np.float32))
+        with atomic_write(self.folder / f"{key}.json", "w") as f:
+            f.write(json.dumps(record))
 
     def fid_features(self, key: str) -> np.ndarray | None:
         """The pair's (2, D) Inception features (target, swapped), or None when not cached."""
@@ -100,10 +104,3 @@ class PairCache:
 
     def _fid_path(self, key: str) -> Path:
         return self.folder / f"{key}.fid.npy"
-
-
-def _write_text(path: Path, text: str) -> None:
-    # whole or not at all: an interrupted run must not leave a half-written record to resume from
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -12,13 +12,13 @@ import csv
 import html
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hififace.atomic import atomic_write
 from hififace.imageio import save_image
 from hififace.tensors import to_uint8_rgb
 
@@ -36,15 +36,19 @@ GRID_COLUMNS = (
 def write_outputs(out: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> None:
     """Write metrics.json, pairs.csv and report.html into `out` (each atomically)."""
     per_pair = [{k: r.get(k) for k in PER_PAIR_FIELDS if r.get(k) is not None} for r in records]
-    _atomic_write(out / "metrics.json", json.dumps({**summary, "per_pair": per_pair}, indent=2))
+    _write_text(out / "metrics.json", json.dumps({**summary, "per_pair": per_pair}, indent=2))
     _write_csv(out / "pairs.csv", summary, records)
-    _atomic_write(out / "report.html", render_html(summary, records))
+    _write_text(out / "report.html", render_html(summary, records))
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def _write_csv(path: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> None:
     names = [m for m in summary["metrics"] if m != "fid"]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["name", "status", "failure", *names])
         for r in records:
@@ -52,7 +56,6 @@ def _write_csv(path: Path, summary: dict[str, Any], records: Sequence[dict[str, 
             writer.writerow(
                 [r["name"], r["status"], failure, *[_csv_value(r["scores"].get(m)) for m in names]]
             )
-    os.replace(tmp, path)
 
 
 def write_thumbnails(out: Path, key: str, pictures: dict[str, np.ndarray]) -> dict[str, str]:
@@ -252,9 +255,3 @@ def _fmt(name: str, value: float) -> str:
     if name == "id_retrieval":
         return f"{100 * value:.2f}%"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
