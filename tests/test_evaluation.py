@@ -550,3 +550,19 @@ def test_the_68_point_predictor_is_loaded_once_and_shared(detector, recognizer, 
     assert np.array_equal(e[0], e[1])
     with pytest.raises(DetectorUnavailable, match="shape predictor not found"):
         load_shape_predictor(tmp_path / "missing.dat")
+
+
+def test_arcface_recognizer_embeds_through_the_pipeline_in_the_callers_order(tiny_model, detector, people):
+    from hififace.evaluation import ArcFaceRecognizer
+    from hififace.pipeline import HifiFacePipeline
+
+    pipeline = HifiFacePipeline.from_pretrained(tiny_model, detector=detector)
+    a, b = people[0], people[1]
+    face_a, face_b = largest(detector, a), largest(detector, b)
+    faces = [(a, face_a), (b, face_b), (a, face_a)]  # images interleaved: grouped per image inside
+    e = ArcFaceRecognizer(pipeline).embed(faces)
+    assert e.shape == (3, 512) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    expected = np.concatenate([pipeline.embed_faces(a, [face_a]), pipeline.embed_faces(b, [face_b])])
+    assert np.allclose(e[:2], expected, atol=1e-5)
+    assert np.allclose(e[2], e[0], atol=1e-6)
+    assert cosine_similarity(e[0], e[1]) < 0.999
