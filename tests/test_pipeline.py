@@ -360,3 +360,18 @@ def test_errors_live_in_one_floor_module():
     from hififace.faces import FaceSelectionError
 
     assert FaceSelectionError is FaceChoiceError
+
+
+def test_local_folder_or_hub_id_follows_the_one_rule_of_hififace_hub(tmp_path, tmp_path_factory, monkeypatch):
+    from hififace.hub import looks_like_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    # "models/missing" next to a models/ folder is a local path, not the Hub repo "models/missing".
+    assert looks_like_path("models/missing") and not looks_like_path("someone/hififace-256")
+    with pytest.raises(ModelLoadError, match="model folder models/missing does not exist"):
+        HifiFacePipeline.from_pretrained("models/missing")
+    # A bare name of an existing folder is local too (no Hub lookup).
+    (tmp_path / "tiny").symlink_to(tiny_model_dir(tmp_path_factory))
+    assert looks_like_path("tiny")
+    assert HifiFacePipeline.from_pretrained("tiny", detector="dlib").image_size == S
