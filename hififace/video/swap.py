@@ -101,8 +101,8 @@ def swap_video(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pipeline.check_inputs(identity_strength, shape_strength)
-    # A bad choice, then a source without a face, fail before any frame is decoded; a reference
-    # photo is embedded once.
+    # All fail before any frame is decoded, in this order: an invalid choice (no reference read
+    # yet), a source without a face, then a reference photo without one (embedded once, here).
     choice = pipeline.face_choice(face) if reference is None or isinstance(face, FaceChoice) else None
     source = pipeline.encode_source(source)
     choice = choice or pipeline.face_choice(face, reference)
