@@ -29,9 +29,10 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from hififace.faces import FaceSelectionError
+from hififace.atomic import atomic_path
 from hififace.imageio import save_image
 from hififace.pipeline import AI_METADATA, HifiFacePipeline, ModelLoadError, SwapError, SwapResult
+from hififace.video import swap_video as swap_video_file
 
 try:  # Hugging Face ZeroGPU Spaces: a GPU is attached only while a decorated function runs.
     import spaces
@@ -91,9 +92,34 @@ def gpu(duration: int) -> Callable[[Callable], Callable]:
 def build_demo(
     pipeline: HifiFacePipeline, max_video_frames: int | None = 3000, examples_dir: Path | None = None
 ) -> gr.Blocks:
-    """The app's page for a loaded pipeline."""
+    """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers."""
     output_dir = Path(tempfile.mkdtemp(prefix="hififace-app-"))
     examples = _example_files(examples_dir or Path(tempfile.gettempdir()) / "hififace-examples")
+    swap_image, swap_video = _handlers(pipeline, output_dir, max_video_frames)
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(
+            f"# {TITLE}\nHifiFace (IJCAI 2021, [paper](https://arxiv.org/abs/2106.09965)) puts the face "
+            "of a source photo into a target photo or video, keeping the target's expression, pose, light "
+            "and background and carrying the source's face shape."
+        )
+        gr.Markdown(RESPONSIBLE_USE, elem_id="responsible-use")
+        with gr.Tabs():
+            with gr.Tab("Image"):
+                _image_tab(swap_image, examples)
+            with gr.Tab("Video"):
+                _video_tab(swap_video, examples)
+        gr.Markdown(
+            f"Model: {pipeline.image_size}×{pipeline.image_size}, detector `{pipeline.detector!r}`, "
+            f"device `{pipeline.device}`. Faces are aligned, swapped and pasted back; pixels away from "
+            "the swapped faces are left exactly as they were."
+        )
+    return demo
+
+
+def _handlers(
+    pipeline: HifiFacePipeline, output_dir: Path, max_video_frames: int | None
+) -> tuple[Callable, Callable]:
+    """The image and video swap functions the page (and its API) calls; results go to `output_dir`."""
 
     @gpu(duration=60)
     def swap_image(source, target, face="largest", reference=None, identity_strength=1.0, shape_strength=1.0):
@@ -134,7 +160,8 @@ def build_demo(
         out = output_dir / f"swapped-{uuid.uuid4().hex[:12]}.mp4"
         progress((0, None), desc="Swapping faces", unit="frames")
         with _as_gradio_error(hide=str(Path(video).parent) + os.sep):
-            summary = pipeline.swap_video(
+            summary = swap_video_file(
+                pipeline,
                 source,
                 video,
                 out,
@@ -152,87 +179,74 @@ def build_demo(
         )
         return str(out), note
 
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(
-            f"# {TITLE}\nHifiFace (IJCAI 2021, [paper](https://arxiv.org/abs/2106.09965)) puts the face "
-            "of a source photo into a target photo or video, keeping the target's expression, pose, light "
-            "and background and carrying the source's face shape."
-        )
-        gr.Markdown(RESPONSIBLE_USE, elem_id="responsible-use")
-        with gr.Tabs():
-            with gr.Tab("Image"):
-                with gr.Row():
-                    source = gr.Image(label="Source face", type="numpy", elem_id="image-source")
-                    target = gr.Image(label="Target image", type="numpy", elem_id="image-target")
-                    result = gr.Image(
-                        label="Swapped (AI-generated)",
-                        type="filepath",
-                        format="png",
-                        interactive=False,
-                        elem_id="image-result",
-                    )
-                face, reference, identity, shape = _options("image")
-                run = gr.Button("Swap faces", variant="primary", elem_id="swap-image")
-                state = gr.State({})
-                gr.Markdown("Show what the model computed (no new run):")
-                with gr.Row():
-                    toggles = [
-                        gr.Checkbox(label=label, value=False, elem_id=f"show-{key}")
-                        for key, label in INTERMEDIATES
-                    ]
-                with gr.Row():
-                    views = [
-                        gr.Image(
-                            label=label, visible=False, interactive=False, format="png", elem_id=f"view-{key}"
-                        )
-                        for key, label in INTERMEDIATES
-                    ]
-                if examples:
-                    gr.Examples(
-                        examples["image"],
-                        inputs=[source, target],
-                        label="Examples (photos shipped with scikit-image and insightface)",
-                    )
+    return swap_image, swap_video
 
-                run.click(
-                    swap_image,
-                    [source, target, face, reference, identity, shape],
-                    [result, state],
-                    api_name="swap_image",
-                ).then(_show_all, [state, *toggles], views, api_visibility="private", queue=False)
-                for (key, _), toggle, view in zip(INTERMEDIATES, toggles, views, strict=True):
-                    toggle.change(
-                        lambda data, on, key=key: _view(data, key, on),
-                        [state, toggle],
-                        view,
-                        api_visibility="private",
-                        queue=False,
-                    )
 
-            with gr.Tab("Video"):
-                with gr.Row():
-                    v_source = gr.Image(label="Source face", type="numpy", elem_id="video-source")
-                    v_target = gr.Video(label="Target video", elem_id="video-target")
-                    v_result = gr.Video(
-                        label="Swapped (AI-generated)", interactive=False, elem_id="video-result"
-                    )
-                v_face, v_reference, v_identity, v_shape = _options("video")
-                v_run = gr.Button("Swap faces in the video", variant="primary", elem_id="swap-video")
-                v_note = gr.Markdown()
-                if examples:
-                    gr.Examples(examples["video"], inputs=[v_source, v_target], label="Example")
-                v_run.click(
-                    swap_video,
-                    [v_source, v_target, v_face, v_reference, v_identity, v_shape],
-                    [v_result, v_note],
-                    api_name="swap_video",
-                )
-        gr.Markdown(
-            f"Model: {pipeline.image_size}×{pipeline.image_size}, detector `{pipeline.detector!r}`, "
-            f"device `{pipeline.device}`. Faces are aligned, swapped and pasted back; pixels away from "
-            "the swapped faces are left exactly as they were."
+def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
+    """Inputs, result, options and the intermediates viewer of the Image tab (inside a gr.Tab)."""
+    with gr.Row():
+        source = gr.Image(label="Source face", type="numpy", elem_id="image-source")
+        target = gr.Image(label="Target image", type="numpy", elem_id="image-target")
+        result = gr.Image(
+            label="Swapped (AI-generated)",
+            type="filepath",
+            format="png",
+            interactive=False,
+            elem_id="image-result",
         )
-    return demo
+    face, reference, identity, shape = _options("image")
+    run = gr.Button("Swap faces", variant="primary", elem_id="swap-image")
+    state = gr.State({})
+    gr.Markdown("Show what the model computed (no new run):")
+    with gr.Row():
+        toggles = [
+            gr.Checkbox(label=label, value=False, elem_id=f"show-{key}") for key, label in INTERMEDIATES
+        ]
+    with gr.Row():
+        views = [
+            gr.Image(label=label, visible=False, interactive=False, format="png", elem_id=f"view-{key}")
+            for key, label in INTERMEDIATES
+        ]
+    if examples:
+        gr.Examples(
+            examples["image"],
+            inputs=[source, target],
+            label="Examples (photos shipped with scikit-image and insightface)",
+        )
+
+    run.click(
+        swap_image,
+        [source, target, face, reference, identity, shape],
+        [result, state],
+        api_name="swap_image",
+    ).then(_show_all, [state, *toggles], views, api_visibility="private", queue=False)
+    for (key, _), toggle, view in zip(INTERMEDIATES, toggles, views, strict=True):
+        toggle.change(
+            lambda data, on, key=key: _view(data, key, on),
+            [state, toggle],
+            view,
+            api_visibility="private",
+            queue=False,
+        )
+
+
+def _video_tab(swap_video: Callable, examples: dict[str, list] | None) -> None:
+    """Inputs, result and options of the Video tab (inside a gr.Tab)."""
+    with gr.Row():
+        v_source = gr.Image(label="Source face", type="numpy", elem_id="video-source")
+        v_target = gr.Video(label="Target video", elem_id="video-target")
+        v_result = gr.Video(label="Swapped (AI-generated)", interactive=False, elem_id="video-result")
+    v_face, v_reference, v_identity, v_shape = _options("video")
+    v_run = gr.Button("Swap faces in the video", variant="primary", elem_id="swap-video")
+    v_note = gr.Markdown()
+    if examples:
+        gr.Examples(examples["video"], inputs=[v_source, v_target], label="Example")
+    v_run.click(
+        swap_video,
+        [v_source, v_target, v_face, v_reference, v_identity, v_shape],
+        [v_result, v_note],
+        api_name="swap_video",
+    )
 
 
 def build_no_model_demo(problem: str | None = None) -> gr.Blocks:
@@ -336,7 +350,7 @@ def _as_gradio_error(hide: str | None = None) -> Iterator[None]:
     """Turn the pipeline's input errors into `gr.Error` messages (optionally hiding a temp folder)."""
     try:
         yield
-    except (SwapError, FaceSelectionError) as error:
+    except SwapError as error:
         message = str(error).replace(hide, "") if hide else str(error)
         raise gr.Error(message[:1].upper() + message[1:]) from error
 
@@ -397,8 +411,7 @@ def _write_example_clip(image: np.ndarray, path: Path, frames: int = 20, fps: in
     import cv2
 
     height, width = image.shape[:2]
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}{path.suffix}")
-    with av.open(str(tmp), "w") as out:
+    with atomic_path(path, keep_suffix=True) as tmp, av.open(str(tmp), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
@@ -409,7 +422,6 @@ def _write_example_clip(image: np.ndarray, path: Path, frames: int = 20, fps: in
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

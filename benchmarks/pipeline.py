@@ -49,6 +49,7 @@ from skimage import data
 from hififace import HifiFacePipeline
 from hififace.faces import load_detector
 from hififace.fast import optimize
+from hififace.video import swap_video
 
 VIDEO_FRAMES = 8
 
@@ -85,7 +86,7 @@ def main() -> None:
             "image": (1, lambda p, s: np.asarray(p.swap(s, astronaut).image)),
             "video": (
                 VIDEO_FRAMES,
-                lambda p, s: p.swap_video(s, clip, tmp / "out.mp4", batch_size=8).swapped,
+                lambda p, s: swap_video(p, s, clip, tmp / "out.mp4", batch_size=8).swapped,
             ),
         }
         if group is not None:

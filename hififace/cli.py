@@ -116,8 +116,6 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     preprocess.set_defaults(func=_preprocess)
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-_SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _WEIGHTS_HELP = (
     "convert the public release with `hififace convert hififace-pytorch generator_<iter>.pth "
     "models/hififace-256`, or train one"
@@ -126,11 +124,11 @@ _WEIGHTS_HELP = (
 
 def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
     """(target file, output file) pairs for a target image, video or folder of them."""
-    from hififace.video import OUTPUT_SUFFIXES, VIDEO_SUFFIXES
+    from hififace.formats import IMAGE_OUTPUT_SUFFIXES, IMAGE_SUFFIXES, VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES
 
     def output_for(file: Path, folder: Path) -> Path:
         suffix = file.suffix.lower()
-        keep = OUTPUT_SUFFIXES if suffix in VIDEO_SUFFIXES else _SAVE_SUFFIXES
+        keep = VIDEO_OUTPUT_SUFFIXES if suffix in VIDEO_SUFFIXES else IMAGE_OUTPUT_SUFFIXES
         return folder / (
             file.stem + (suffix if suffix in keep else ".mp4" if suffix in VIDEO_SUFFIXES else ".png")
         )
@@ -139,9 +137,7 @@ def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
         if output.exists() and not output.is_dir():
             raise ValueError(f"--output {output} must be a folder when --target is a folder")
         files = sorted(
-            f
-            for f in target.iterdir()
-            if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES + tuple(VIDEO_SUFFIXES)
+            f for f in target.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
         )
         if not files:
             raise ValueError(f"{target}: no images or videos in this folder")
@@ -150,9 +146,9 @@ def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
         is_video = target.suffix.lower() in VIDEO_SUFFIXES
         if output.is_dir():
             jobs = [(target, output_for(target, output))]
-        elif is_video and output.suffix.lower() not in OUTPUT_SUFFIXES:
+        elif is_video and output.suffix.lower() not in VIDEO_OUTPUT_SUFFIXES:
             raise ValueError(f"--output {output}: a video is written as .mp4, .mov, .m4v or .mkv")
-        elif not is_video and output.suffix.lower() not in _SAVE_SUFFIXES:
+        elif not is_video and output.suffix.lower() not in IMAGE_OUTPUT_SUFFIXES:
             raise ValueError(f"--output {output}: an image is written as .png, .jpg or .webp")
         else:
             jobs = [(target, output)]
@@ -169,7 +165,7 @@ def _swap(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from hififace.pipeline import HifiFacePipeline, SwapError
-    from hififace.video import is_video
+    from hififace.video import is_video, swap_video
 
     model = args.model or os.environ.get("HIFIFACE_MODEL")
     if not model:
@@ -192,10 +188,9 @@ def _swap(args: argparse.Namespace) -> None:
         max_pixels=args.max_pixels,
     ).to(device)
     source = pipeline.encode_source(args.source)  # once for every target
-    reference = pipeline._reference_embedding(args.reference) if args.face == "reference" else None
+    choice = pipeline.face_choice(args.face, args.reference)  # a reference photo embedded once
     options = {
-        "face": args.face,
-        "reference": reference,
+        "face": choice,
         "identity_strength": args.identity_strength,
         "shape_strength": args.shape_strength,
         "mask_erode": args.mask_erode,
@@ -211,8 +206,8 @@ def _swap(args: argparse.Namespace) -> None:
                         bar.total = total
                         bar.update(done - bar.n)
 
-                    summary = pipeline.swap_video(
-                        source, file, out, batch_size=args.batch_size, progress=progress, **options
+                    summary = swap_video(
+                        pipeline, source, file, out, batch_size=args.batch_size, progress=progress, **options
                     )
                 tqdm.write(
                     f"{file} -> {out}: {summary.frames} frames, {summary.swapped} swapped, "

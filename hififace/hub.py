@@ -94,12 +94,17 @@ PAPER_URL = "https://arxiv.org/abs/2106.09965"
 REPO_URL = "https://github.com/hififace/hififace"
 
 
-def looks_like_path(name: str) -> bool:
+def looks_like_path(name: str | os.PathLike) -> bool:
     """Whether `name` is meant as a local path rather than a Hub repo id ("owner/name").
 
-    True for absolute, home and explicitly relative paths, for more than one "/", and when its first
-    component is an existing local folder (`models/hififace-256` next to a `models/` folder).
+    The one rule of hififace for "local folder or Hub id" (`HubMixin.from_pretrained`,
+    `HifiFacePipeline.from_pretrained`). True for anything that exists on disk, for absolute, home
+    and explicitly relative paths, for more than one "/", and when its first component is an
+    existing local folder (`models/hififace-256` next to a `models/` folder).
     """
+    name = os.fspath(name)
+    if os.path.exists(os.path.expanduser(name)):
+        return True
     if name.startswith(("/", "./", "../", "~", ".\\")) or "\\" in name or name.count("/") > 1:
         return True
     return "/" in name and os.path.isdir(name.split("/", 1)[0])

@@ -12,15 +12,14 @@
 - a missing, unreadable or corrupt file, an image under 32 px on a side or over the pixel limit
   (40 megapixels by default, checked from the header before decoding) raises `ImageError` naming it.
 
-`save_image` writes PNG, JPEG or WebP atomically (a temporary file in the same folder, then
-`os.replace`), with optional text metadata such as ``{"ai_generated": "true"}``.
+`save_image` writes PNG, JPEG or WebP atomically (`hififace.atomic.atomic_write`), with optional
+text metadata such as ``{"ai_generated": "true"}``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,13 +28,14 @@ from numpy.typing import NDArray
 from PIL import Image as PILImage
 from PIL import ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from hififace.faces.types import Image
+from hififace.atomic import atomic_write
+from hififace.formats import IMAGE_OUTPUT_FORMATS
+from hififace.types import Image
 
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 32
 WHITE = (255, 255, 255)
 
-_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _EXIF_SOFTWARE = 0x0131
 _EXIF_IMAGE_DESCRIPTION = 0x010E
 
@@ -109,7 +109,7 @@ def save_image(
         The path written.
     """
     path = Path(path)
-    file_format = _SAVE_FORMATS.get(path.suffix.lower())
+    file_format = IMAGE_OUTPUT_FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise ImageError(
             f"{path}: cannot save {path.suffix or 'a file without suffix'}; use .png, .jpg or .webp"
@@ -134,28 +134,9 @@ def save_image(
                 exif[_EXIF_SOFTWARE] = metadata["software"]
             options["exif"] = exif.tobytes()
 
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            PILImage.fromarray(image, mode="RGB").save(f, format=file_format, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file readable by its owner only; give it the permissions a plain
-        # open() would (or keep those of the file being replaced).
-        os.chmod(tmp_name, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_write(path) as f:
+        PILImage.fromarray(image, mode="RGB").save(f, format=file_format, **options)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _load_file(path: Path, max_pixels: int, min_side: int, background: tuple[int, int, int]) -> Image:

@@ -1,20 +1,27 @@
-"""Face swapping on whole images: detect → align → swap → blend → paste.
+"""Face swapping on whole images: detect → choose → align → swap → blend → paste.
 
     pipeline = HifiFacePipeline.from_pretrained("models/hififace-256")   # fp32, on the CPU
     pipeline.to("cuda")                                                   # the caller moves it
     result = pipeline.swap("source.jpg", "target.jpg")                    # the largest target face
     result.save("swapped.png")                                            # tagged as AI-generated
 
-`swap` finds the source's largest face and the chosen target faces, aligns each onto the template
-the model was trained with, runs the generator (HifiFace, https://arxiv.org/abs/2106.09965) on the
-aligned crops, softens the predicted mask M_r and pastes I_r back. Pixels outside the pasted
-region are bit-identical to the input. `SwapResult.faces` keeps, per swapped face, the aligned
-crops and every intermediate of the generator (I_out, I_r, I_low, M_r, M_low).
+`swap` is the composition of public steps, each usable alone, in the order the data flows:
 
-`swap_video` does the same over the frames of a video (see `hififace.video`). The source's
-identity code is computed once per call; `encode_source` returns it for reuse across calls.
+1. `read_image`: the project's loader (EXIF, alpha, 16-bit, pixel limit), errors naming the role;
+2. `detect_faces`: faces and their five landmarks (on a downscaled copy of large images);
+3. `face_choice` and `choose_faces`: which target faces (`hififace.faces.FaceChoice`);
+4. `encode_source` (or `encode_crops`): the source's identity code, 3DMM coefficients and ArcFace
+   embedding (the priors of v_sid, HifiFace https://arxiv.org/abs/2106.09965 §3.1), computed once
+   and reusable over many targets; `embed_faces` gives ArcFace embeddings of faces in an image;
+5. `swap_faces`: align the faces and run the generator in batches; per face I_r, I_low, M_r,
+   M_low and I_out (`FaceSwap`);
+6. `composite`: soften each M_r and paste I_r back. Pixels outside the pasted region stay
+   bit-identical to the input.
 
-Every input the pipeline cannot use raises a `SwapError` subclass with a one-line message.
+Videos go through `hififace.video.swap_video(pipeline, ...)`, built on the same steps.
+
+Every input the pipeline cannot use raises a `SwapError` subclass (`hififace.errors`, re-exported
+here) with a one-line message.
 """
 
 from __future__ import annotations
@@ -31,27 +38,37 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from hififace.errors import (
+    FaceChoiceError,
+    ImageTooLargeError,
+    InvalidImageError,
+    ModelLoadError,
+    NoFaceError,
+    SwapError,
+)
 from hififace.faces import (
     Face,
+    FaceChoice,
     FaceDetector,
-    FaceSelectionError,
     align_face,
     load_detector,
     paste_back,
     select_faces,
     soften_mask,
 )
-from hififace.faces.types import Image, Landmarks5, Mask, Matrix
 from hififace.fast import as_dtype, inference_context, optimize
+from hififace.hub import looks_like_path
 from hififace.imageio import MAX_PIXELS, ImageError, load_image, save_image
+from hififace.tensors import images_to_tensor, tensor_to_images, to_uint8_rgb
+from hififace.types import Image, Landmarks5, Mask, Matrix
 
 if TYPE_CHECKING:
     from hififace.models.generator import HifiFace
     from hififace.priors.identity import IdentityCode
-    from hififace.video import VideoSummary
 
 __all__ = [
     "AI_METADATA",
+    "FaceChoice",
     "FaceChoiceError",
     "FaceSwap",
     "HifiFacePipeline",
@@ -71,46 +88,10 @@ AI_METADATA = {
     "description": "AI-generated: a face was swapped with HifiFace (https://arxiv.org/abs/2106.09965)",
 }
 
-FACE_MODES = ("largest", "all", "reference")
 _WEIGHTS_HELP = (
     "get weights with `hififace convert hififace-pytorch generator_<iter>.pth models/hififace-256` "
     "(the public HiFiFace-pytorch release), or train a model"
 )
-
-
-class SwapError(ValueError):
-    """An input the pipeline cannot swap; the message says which input and why, in one line."""
-
-
-class InvalidImageError(SwapError):
-    """An image file is missing, unreadable, corrupt or too small."""
-
-
-class ImageTooLargeError(SwapError):
-    """An image (or video frame) has more pixels than the pipeline's `max_pixels`."""
-
-
-class NoFaceError(SwapError):
-    """No face was found in an image.
-
-    Attributes:
-        role (str): which input: "source", "target" or "reference".
-        name (str or None): the file name, when the image came from a file.
-    """
-
-    def __init__(self, role: str, name: str | None = None, detail: str = ""):
-        self.role = role
-        self.name = name
-        where = f" {name}" if name else ""
-        super().__init__(f"no face found in the {role} image{where}{detail}")
-
-
-class FaceChoiceError(SwapError):
-    """The `face` choice is invalid for the target (unknown mode, index out of range, no reference)."""
-
-
-class ModelLoadError(RuntimeError):
-    """The model folder or Hub repository cannot be loaded."""
 
 
 @dataclass
@@ -161,7 +142,7 @@ class FaceSwap:
     def intermediates(self) -> dict[str, Image]:
         """Every crop and intermediate as a displayable uint8 RGB image, keyed by field name."""
         return {
-            name: _to_uint8_rgb(getattr(self, name))
+            name: to_uint8_rgb(getattr(self, name))
             for name in ("source_crop", "target_crop", "image_out", "image", "image_low", "mask", "mask_low")
         }
 
@@ -271,7 +252,7 @@ class HifiFacePipeline:
 
         name = os.fspath(model_repo_or_dir)
         path = Path(name).expanduser()
-        looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+        looks_local = looks_like_path(name)
         if looks_local and not path.is_dir():
             raise ModelLoadError(f"model folder {name} does not exist; {_WEIGHTS_HELP}")
         if looks_local and not (path / "config.json").is_file():
@@ -311,45 +292,25 @@ class HifiFacePipeline:
 
     # ---------------------------------------------------------------- the task, step by step
 
-    def encode_source(self, source: Any) -> SourceIdentity:
-        """Find the source's largest face, align it and compute its identity code once.
-
-        Args:
-            source (path, PIL image, numpy array or SourceIdentity): a SourceIdentity is returned as is.
-
-        Raises:
-            InvalidImageError, ImageTooLargeError, NoFaceError.
-        """
-        if isinstance(source, SourceIdentity):
-            return source
-        image, name = self._load(source, "source")
-        faces = self._detect(image)
-        if not faces:
-            raise NoFaceError("source", name)
-        face = select_faces(faces, "largest")[0]
-        crop, _ = align_face(image, face.landmarks, self.image_size, self.template)
-        with self._inference():
-            code = self.model.encode_source(self._to_tensor([crop]))
-        return SourceIdentity(code=code, crop=crop, face=face, name=name)
-
     def swap(
         self,
         source: Any,
         target: str | os.PathLike | PILImage.Image | np.ndarray,
-        face: str | int = "largest",
+        face: str | int | FaceChoice = "largest",
         reference: Any = None,
         identity_strength: float = 1.0,
         shape_strength: float = 1.0,
         mask_erode: int | None = None,
         mask_blur: int | None = None,
     ) -> SwapResult:
-        """Swap the source's face onto faces of the target image.
+        """Swap the source's face onto faces of the target image: the public steps in a row.
 
         Args:
             source (path, PIL image, numpy array or SourceIdentity): the face to put in; its largest face.
             target (path, PIL image or numpy array): the picture to change (RGB, RGBA or grayscale).
-            face (str or int, default "largest"): which target faces: "largest", "all", an index
-                counted left to right from 0 (int or digit string), or "reference".
+            face (str, int or FaceChoice, default "largest"): which target faces: "largest", "all",
+                an index counted left to right from 0 (int or digit string), "reference", or a
+                `FaceChoice` made once (`face_choice`).
             reference (path, PIL image, numpy array or (512,) embedding): with face="reference",
                 a photo of the person to replace; every target face at least `reference_threshold`
                 similar (ArcFace cosine) is swapped.
@@ -364,39 +325,48 @@ class HifiFacePipeline:
         Raises:
             InvalidImageError, ImageTooLargeError, NoFaceError (source, target or reference), FaceChoiceError.
         """
-        _check_strength("identity_strength", identity_strength)
-        _check_strength("shape_strength", shape_strength)
+        self.check_inputs(identity_strength, shape_strength)
         source = self.encode_source(source)
-        image, name = self._load(target, "target")
-        faces = self._detect(image)
+        image, name = self.read_image(target, "target")
+        faces = self.detect_faces(image)
         if not faces:
             raise NoFaceError("target", name)
-        chosen = self._choose(image, faces, face, reference)
-        if not chosen:
-            raise NoFaceError(
-                "target", name, f" similar enough to the reference (threshold {self.reference_threshold})"
-            )
-        swaps = self._swap_faces(
-            source, [(image, f.box, f.landmarks) for f in chosen], identity_strength, shape_strength
-        )
-        swapped = self._paste(image, swaps, mask_erode, mask_blur)
+        chosen = self.choose_faces(image, faces, self.face_choice(face, reference), name=name)
+        swaps = self.swap_faces(source, [(image, f) for f in chosen], identity_strength, shape_strength)
+        swapped = self.composite(image, swaps, mask_erode, mask_blur)
         return SwapResult(image=_like_input(target, swapped), faces=swaps)
 
-    def swap_video(
-        self, source: Any, video_in: str | os.PathLike, video_out: str | os.PathLike, **options: Any
-    ) -> VideoSummary:
-        """Swap the source's face through a video; see `hififace.video.swap_video` for the options."""
-        from hififace.video import swap_video
+    def check_inputs(self, identity_strength: float = 1.0, shape_strength: float = 1.0) -> None:
+        """Raise `SwapError` unless both strengths are numbers from 0 to 1 (before any work is done)."""
+        for name, value in (("identity_strength", identity_strength), ("shape_strength", shape_strength)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+                raise SwapError(f"{name} must be a number from 0 to 1, got {value!r}")
 
-        return swap_video(self, source, video_in, video_out, **options)
+    def check_pixels(self, width: int, height: int, what: str) -> None:
+        """Raise `ImageTooLargeError` when `width` x `height` exceeds `max_pixels`; `what` names the image."""
+        if width * height > self.max_pixels:
+            raise ImageTooLargeError(
+                f"{what} is {width}x{height} ({width * height / 1e6:.1f} MP), larger than the limit of "
+                f"{self.max_pixels / 1e6:.1f} MP"
+            )
 
-    # ---------------------------------------------------------------- steps (also used by video)
+    def read_image(self, src: Any, role: str = "target") -> tuple[Image, str | None]:
+        """Load an image with `hififace.imageio.load_image`, refusing more than `max_pixels`.
 
-    def _load(self, src: Any, role: str) -> tuple[Image, str | None]:
+        Args:
+            src (path, PIL image or numpy array): the image.
+            role (str, default "target"): what it is ("source", "target", "reference"), for messages.
+
+        Returns:
+            (uint8 (H, W, 3) RGB image, its file name or None).
+
+        Raises:
+            ImageTooLargeError (checked from the header, before decoding), InvalidImageError.
+        """
         name = _name_of(src)
         size = _peek_size(src)
         if size is not None:
-            self._check_pixels(size[0], size[1], f"the {role} image" + (f" {name}" if name else ""))
+            self.check_pixels(size[0], size[1], f"the {role} image" + (f" {name}" if name else ""))
         try:
             return load_image(src, max_pixels=self.max_pixels), name
         except ImageError as e:
@@ -406,19 +376,17 @@ class HifiFacePipeline:
                 f"the {role} image must be a path, a PIL image or a numpy array ({e})"
             ) from e
 
-    def _check_pixels(self, width: int, height: int, what: str) -> None:
-        if width * height > self.max_pixels:
-            raise ImageTooLargeError(
-                f"{what} is {width}x{height} ({width * height / 1e6:.1f} MP), larger than the limit of "
-                f"{self.max_pixels / 1e6:.1f} MP"
-            )
+    def detect_faces(self, image: Image) -> list[Face]:
+        """Every face of `image` with its box and five landmarks in the image's pixels, left to right.
 
-    def _detect(self, image: Image) -> list[Face]:
+        Images with a side over `detect_max_side` are detected on a downscaled copy (far faster on
+        large photos); boxes and landmarks are scaled back, so faces are aligned and pasted at full
+        resolution.
+        """
         height, width = image.shape[:2]
         scale = min(1.0, self.detect_max_side / max(height, width))
         if scale == 1.0:
             return self.detector.detect(image)
-        # Detection on a smaller copy: far faster on large photos; landmarks are scaled back.
         import cv2
 
         small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
@@ -432,56 +400,134 @@ class HifiFacePipeline:
             for f in self.detector.detect(small)
         ]
 
-    def _choose(self, image: Image, faces: Sequence[Face], face: str | int, reference: Any) -> list[Face]:
-        mode, index = _parse_face(face)
-        if mode == "index" and not 0 <= index < len(faces):
+    def face_choice(self, face: str | int | FaceChoice = "largest", reference: Any = None) -> FaceChoice:
+        """The user's face choice parsed once; a reference photo is embedded here, once.
+
+        Args:
+            face (str, int or FaceChoice, default "largest"): as in `swap`.
+            reference (path, PIL image, numpy array or (512,) embedding, optional): for face="reference".
+
+        Raises:
+            FaceChoiceError: an unknown choice, or "reference" without a reference.
+            InvalidImageError, ImageTooLargeError, NoFaceError: the reference photo cannot be used.
+        """
+        if isinstance(face, FaceChoice):
+            return face
+        wants_reference = isinstance(face, str) and face.strip().lower() == "reference"
+        if not wants_reference or reference is None:
+            return FaceChoice.parse(face, threshold=self.reference_threshold)
+        if isinstance(reference, np.ndarray) and reference.ndim == 1:
+            embedding = reference
+        else:
+            image, name = self.read_image(reference, "reference")
+            faces = self.detect_faces(image)
+            if not faces:
+                raise NoFaceError("reference", name)
+            embedding = self.embed_faces(image, select_faces(faces, "largest"))[0]
+        return FaceChoice.parse(face, reference=embedding, threshold=self.reference_threshold)
+
+    def choose_faces(
+        self, image: Image, faces: Sequence[Face], choice: FaceChoice, name: str | None = None
+    ) -> list[Face]:
+        """The faces of a still image that `choice` picks, left to right; never none.
+
+        Args:
+            image (Image): the image the faces were found in (a "reference" choice embeds them).
+            faces (sequence of Face): its faces (`detect_faces`).
+            choice (FaceChoice): from `face_choice`.
+            name (str, optional): the image's file name, for messages.
+
+        Raises:
+            NoFaceError: no faces, or none similar enough to the reference.
+            FaceChoiceError: an index beyond the faces present.
+        """
+        if not faces:
+            raise NoFaceError("target", name)
+        if choice.out_of_range(len(faces)):
             count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
             raise FaceChoiceError(
-                f"the target image has {count}; face index {index} is out of range "
+                f"the target image has {count}; face index {choice.index} is out of range "
                 f"(0 to {len(faces) - 1}, counted from the left)"
             )
-        try:
-            if mode != "reference":
-                return select_faces(faces, mode, index=index)
-            if reference is None:
-                raise FaceChoiceError('face="reference" needs a reference image of the person to replace')
-            return select_faces(
-                faces,
-                "reference",
-                reference_embedding=self._reference_embedding(reference),
-                embed_fn=lambda f: self._embed(image, f.landmarks),
-                threshold=self.reference_threshold,
+        chosen = select_faces(faces, choice, embed=lambda some: self.embed_faces(image, some))
+        if not chosen:
+            raise NoFaceError(
+                "target", name, f" similar enough to the reference (threshold {choice.threshold})"
             )
-        except FaceSelectionError as e:
-            raise FaceChoiceError(str(e)) from e
+        return chosen
 
-    def _reference_embedding(self, reference: Any) -> np.ndarray:
-        if isinstance(reference, np.ndarray) and reference.ndim == 1:
-            return reference
-        image, name = self._load(reference, "reference")
-        faces = self._detect(image)
-        if not faces:
-            raise NoFaceError("reference", name)
-        return self._embed(image, select_faces(faces, "largest")[0].landmarks)
+    def encode_source(self, source: Any, face: Face | None = None) -> SourceIdentity:
+        """Align the source face and compute its identity code once (reusable over many targets).
 
-    def _embed(self, image: Image, landmarks: Landmarks5) -> np.ndarray:
-        """The L2-normalised ArcFace embedding of one face, as the model's identity prior sees it."""
-        crop, _ = align_face(image, landmarks, self.image_size, self.template)
-        with self._inference():
-            embedding = self.model.identity.arcface.embed(self._to_tensor([crop]))
-        return embedding[0].float().cpu().numpy()
+        Args:
+            source (path, PIL image, numpy array or SourceIdentity): a SourceIdentity is returned as is.
+            face (Face, optional): the source face, when already detected; else the largest face found.
 
-    def _swap_faces(
+        Raises:
+            InvalidImageError, ImageTooLargeError, NoFaceError.
+        """
+        if isinstance(source, SourceIdentity):
+            return source
+        image, name = self.read_image(source, "source")
+        if face is None:
+            faces = self.detect_faces(image)
+            if not faces:
+                raise NoFaceError("source", name)
+            face = select_faces(faces, "largest")[0]
+        crop, _ = align_face(image, face.landmarks, self.image_size, self.template)
+        return SourceIdentity(code=self.encode_crops([crop]), crop=crop, face=face, name=name)
+
+    def encode_crops(self, crops: Sequence[Image]) -> IdentityCode:
+        """3DMM coefficients (N, 257) and ArcFace embeddings (N, 512) of aligned uint8 (S, S, 3) crops.
+
+        The priors of the shape-aware identity v_sid (paper §3.1), `batch_size` crops at a time;
+        the tensors stay on the pipeline's device.
+        """
+        codes = []
+        for start in range(0, len(crops), self.batch_size):
+            with self._inference():
+                codes.append(
+                    self.model.encode_source(self._to_tensor(crops[start : start + self.batch_size]))
+                )
+        if len(codes) == 1:
+            return codes[0]
+        return type(codes[0])(
+            coeffs=torch.cat([c.coeffs for c in codes]), embedding=torch.cat([c.embedding for c in codes])
+        )
+
+    def embed_faces(self, image: Image, faces: Sequence[Face]) -> np.ndarray:
+        """float32 (N, 512): the unit ArcFace embedding of each face, as the model's identity prior sees it."""
+        crops = [align_face(image, f.landmarks, self.image_size, self.template)[0] for f in faces]
+        embeddings = []
+        for start in range(0, len(crops), self.batch_size):
+            with self._inference():
+                batch = self.model.identity.arcface.embed(
+                    self._to_tensor(crops[start : start + self.batch_size])
+                )
+            embeddings.append(batch.float().cpu().numpy())
+        return np.concatenate(embeddings) if embeddings else np.zeros((0, 512), np.float32)
+
+    def swap_faces(
         self,
         source: SourceIdentity,
-        faces: Sequence[tuple[Image, tuple[float, float, float, float], Landmarks5]],
-        identity_strength: float,
-        shape_strength: float,
+        faces: Sequence[tuple[Image, Face]],
+        identity_strength: float = 1.0,
+        shape_strength: float = 1.0,
     ) -> list[FaceSwap]:
-        """Align every (image, box, landmarks) face and run the generator in batches."""
-        aligned = [
-            align_face(image, landmarks, self.image_size, self.template) for image, _, landmarks in faces
-        ]
+        """Align every (image, face) and run the generator on `batch_size` crops at a time.
+
+        Args:
+            source (SourceIdentity): from `encode_source`.
+            faces (sequence of (Image, Face)): the faces to swap, each with the image it is in; the
+                crop is aligned on `face.landmarks` (a video passes smoothed ones, with
+                `dataclasses.replace`).
+            identity_strength, shape_strength (float in [0, 1], default 1.0): as in `swap`.
+
+        Returns:
+            one FaceSwap per face, in order: I_r, I_low, M_r, M_low, I_out and the crops.
+        """
+        self.check_inputs(identity_strength, shape_strength)
+        aligned = [align_face(image, face.landmarks, self.image_size, self.template) for image, face in faces]
         code = _code_to(source.code, self.device)
         swaps = []
         for start in range(0, len(aligned), self.batch_size):
@@ -494,14 +540,15 @@ class HifiFacePipeline:
                     identity_strength=identity_strength,
                 )
             images = {
-                k: _to_numpy(getattr(out, k)) for k in ("image_out", "image", "image_low", "mask", "mask_low")
+                k: tensor_to_images(getattr(out, k))
+                for k in ("image_out", "image", "image_low", "mask", "mask_low")
             }
             for i, (crop, matrix) in enumerate(chunk):
-                _, box, landmarks = faces[start + i]
+                face = faces[start + i][1]
                 swaps.append(
                     FaceSwap(
-                        box=tuple(float(v) for v in box),
-                        landmarks=np.asarray(landmarks, dtype=np.float32),
+                        box=tuple(float(v) for v in face.box),
+                        landmarks=np.asarray(face.landmarks, dtype=np.float32),
                         matrix=matrix,
                         source_crop=source.crop,
                         target_crop=crop,
@@ -510,14 +557,25 @@ class HifiFacePipeline:
                 )
         return swaps
 
-    def _paste(
+    def composite(
         self,
         image: Image,
         swaps: Sequence[FaceSwap],
         mask_erode: int | None = None,
         mask_blur: int | None = None,
     ) -> Image:
-        """Soften each M_r, warp I_r and the mask back into the image, alpha-blend; faces in order."""
+        """Paste swapped faces back: soften each M_r, warp I_r and the mask into the image, alpha-blend.
+
+        Args:
+            image (Image): the image the faces were aligned from; not modified.
+            swaps (sequence of FaceSwap): from `swap_faces` (or your own, e.g. an edited `image`),
+                pasted in order.
+            mask_erode, mask_blur (int, optional): override the pipeline's mask softening (radii in
+                crop pixels at 256, scaled with the model's image size).
+
+        Returns:
+            a new uint8 (H, W, 3) image, bit-identical to `image` outside the pasted masks.
+        """
         scale = self.image_size / 256
         erode = round((self.mask_erode if mask_erode is None else mask_erode) * scale)
         blur = round((self.mask_blur if mask_blur is None else mask_blur) * scale)
@@ -525,9 +583,10 @@ class HifiFacePipeline:
             image = paste_back(image, swap.image, soften_mask(swap.mask, erode, blur), swap.matrix)
         return image
 
+    # ---------------------------------------------------------------- internals
+
     def _to_tensor(self, crops: Sequence[Image]) -> torch.Tensor:
-        batch = torch.from_numpy(np.stack(crops)).to(self.device)
-        return batch.permute(0, 3, 1, 2).float().div_(255.0)
+        return images_to_tensor(crops, self.device)
 
     def _inference(self) -> contextlib.AbstractContextManager:
         """No autograd; autocast to the pipeline's dtype unless it is float32."""
@@ -549,26 +608,6 @@ class HifiFacePipeline:
 
 
 # -------------------------------------------------------------------- small helpers
-
-
-def _check_strength(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise SwapError(f"{name} must be a number from 0 to 1, got {value!r}")
-
-
-def _parse_face(face: str | int) -> tuple[str, int]:
-    """("largest" | "all" | "reference" | "index", index) from the user's face choice."""
-    if isinstance(face, (int, np.integer)) and not isinstance(face, bool):
-        return "index", int(face)
-    if isinstance(face, str):
-        text = face.strip().lower()
-        if text in FACE_MODES:
-            return text, 0
-        if text.lstrip("-").isdigit():
-            return "index", int(text)
-    raise FaceChoiceError(
-        f"face must be 'largest', 'all', 'reference' or a face index (0 = leftmost), got {face!r}"
-    )
 
 
 def _name_of(src: Any) -> str | None:
@@ -606,18 +645,6 @@ def _is_pil(value: Any) -> bool:
 def _like_input(target: Any, image: Image) -> PILImage.Image | Image:
     """The swapped picture in the target's type: numpy in, numpy out; PIL or a path in, PIL out."""
     return image if isinstance(target, np.ndarray) else PILImage.fromarray(image, mode="RGB")
-
-
-def _to_numpy(x: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) tensor → float32 (B, H, W, C), or (B, H, W) for one channel, clipped to [0, 1]."""
-    array = x.detach().float().clamp_(0.0, 1.0).cpu().numpy().transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(array[..., 0] if array.shape[-1] == 1 else array)
-
-
-def _to_uint8_rgb(array: np.ndarray) -> Image:
-    if array.dtype != np.uint8:
-        array = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return np.ascontiguousarray(np.repeat(array[:, :, None], 3, axis=2) if array.ndim == 2 else array)
 
 
 def _code_to(code: IdentityCode, device: torch.device) -> IdentityCode:

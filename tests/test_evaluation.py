@@ -490,3 +490,79 @@ def test_faceforensics_frames_and_pairs_follow_the_protocol_layout(tmp_path):
     assert first.target.endswith("frames/000/0006.png") and first.source.endswith("frames/003/0002.png")
     assert first.identity == "003"
     assert abs(int(load_reference(first.target).mean()) - 60) < 8
+
+
+# ---------------------------------------------------------------------- one detection per image
+
+
+class CountingDetector:
+    """A detector that records every image it is given, around the real dlib detector."""
+
+    def __init__(self, inner: DlibDetector):
+        self.inner = inner
+        self.images: list[np.ndarray] = []
+
+    def detect(self, image):
+        self.images.append(np.array(image, copy=True))
+        return self.inner.detect(image)
+
+    def count(self, image: np.ndarray) -> int:
+        return sum(seen.shape == image.shape and np.array_equal(seen, image) for seen in self.images)
+
+    def __repr__(self) -> str:
+        return "CountingDetector(dlib)"
+
+
+@pytest.mark.parametrize("with_model", [True, False])
+def test_evaluate_detects_each_image_once_per_pair(tmp_path, tiny_model, people, detector, with_model):
+    """Source, target and swapped image: one detector call each, also when the model swaps the pair."""
+    pairs = []
+    for i, (s, t) in enumerate([(0, 4), (3, 1)]):  # four different people: each image in one pair
+        # without a model, the "swap" is the target with its lowest bit flipped: another image, same face
+        swapped = None if with_model else _save(tmp_path / f"r{i}.png", people[t] ^ 1)
+        source, target = _save(tmp_path / f"s{i}.png", people[s]), _save(tmp_path / f"t{i}.png", people[t])
+        pairs.append(Pair(name=f"p{i}", source=source, target=target, swapped=swapped))
+    counting = CountingDetector(detector)
+    options = dict(model=tiny_model if with_model else None, detector=counting, progress=False, fid=False)
+    result = evaluate(pairs, tmp_path / "out", sample_grid=0, **options)
+    assert result.summary["scored"] == 2
+    assert result.summary["settings"]["detector"] == "CountingDetector(dlib)"
+    assert len(counting.images) == 3 * len(pairs)
+    for p in pairs:
+        assert counting.count(load_reference(p.source)) == 1, p.name
+        assert counting.count(load_reference(p.target)) == 1, p.name
+        if not with_model:
+            assert counting.count(load_reference(p.swapped)) == 1, p.name
+    assert evaluate(pairs, tmp_path / "out", sample_grid=0, **options).reused == 2
+    assert len(counting.images) == 3 * len(pairs)  # cached pairs detect nothing
+
+
+def test_the_68_point_predictor_is_loaded_once_and_shared(detector, recognizer, astronaut, tmp_path):
+    from hififace.faces import DetectorUnavailable
+    from hififace.faces.detection import load_shape_predictor, predict_landmarks68
+
+    assert load_shape_predictor() is load_shape_predictor()
+    face = largest(detector, astronaut)
+    # what an insightface face (five points only) gets: the detector's 68 points, exactly
+    assert np.array_equal(predict_landmarks68(astronaut, face.box), face.landmarks68)
+    five_only = type(face)(box=face.box, score=face.score, landmarks=face.landmarks)
+    e = recognizer.embed([(astronaut, face), (astronaut, five_only)])
+    assert np.array_equal(e[0], e[1])
+    with pytest.raises(DetectorUnavailable, match="shape predictor not found"):
+        load_shape_predictor(tmp_path / "missing.dat")
+
+
+def test_arcface_recognizer_embeds_through_the_pipeline_in_the_callers_order(tiny_model, detector, people):
+    from hififace.evaluation import ArcFaceRecognizer
+    from hififace.pipeline import HifiFacePipeline
+
+    pipeline = HifiFacePipeline.from_pretrained(tiny_model, detector=detector)
+    a, b = people[0], people[1]
+    face_a, face_b = largest(detector, a), largest(detector, b)
+    faces = [(a, face_a), (b, face_b), (a, face_a)]  # images interleaved: grouped per image inside
+    e = ArcFaceRecognizer(pipeline).embed(faces)
+    assert e.shape == (3, 512) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    expected = np.concatenate([pipeline.embed_faces(a, [face_a]), pipeline.embed_faces(b, [face_b])])
+    assert np.allclose(e[:2], expected, atol=1e-5)
+    assert np.allclose(e[2], e[0], atol=1e-6)
+    assert cosine_similarity(e[0], e[1]) < 0.999

@@ -19,11 +19,14 @@ from helpers import insightface_photo
 from PIL import Image as PILImage
 from skimage import data
 
+from hififace.errors import SwapError
 from hififace.faces import (
     TEMPLATES,
     DetectorUnavailable,
     DlibDetector,
     Face,
+    FaceChoice,
+    FaceChoiceError,
     FaceDetector,
     FaceSelectionError,
     InsightFaceDetector,
@@ -397,17 +400,34 @@ def test_select_faces_modes():
     small, big, middle = _face(200, score=2.0, size=30), _face(10, size=80), _face(100, size=50)
     faces = [small, big, middle]
     assert select_faces(faces) == [big]
-    assert select_faces(faces, "all") == [big, middle, small]
-    assert select_faces(faces, "index", index=1) == [middle]
+    assert select_faces(faces, FaceChoice("all")) == [big, middle, small]
+    assert select_faces(faces, FaceChoice("index", index=1)) == [middle]
+    assert select_faces(faces, "1") == select_faces(faces, 1) == [middle]
     assert select_faces([], "largest") == [] and select_faces([], "all") == []
-    with pytest.raises(
-        FaceSelectionError, match=r"target has 3 faces; --face 5 is out of range \(valid: 0 to 2"
-    ):
-        select_faces(faces, "index", index=5)
-    with pytest.raises(FaceSelectionError, match="target has 1 face; --face -1 is out of range"):
-        select_faces([small], "index", index=-1)
-    with pytest.raises(FaceSelectionError, match="unknown face selection mode"):
+    # A choice that matches nothing is not an error here: the caller's policy decides.
+    assert select_faces(faces, FaceChoice("index", index=5)) == []
+    assert select_faces([small], -1) == []
+    assert FaceChoice("index", index=5).out_of_range(3) and not FaceChoice("index", index=2).out_of_range(3)
+    with pytest.raises(FaceChoiceError, match="face must be 'largest', 'all', 'reference' or a face index"):
         select_faces(faces, "best")
+    with pytest.raises(FaceChoiceError, match="unknown face choice 'best'"):
+        FaceChoice("best")
+    assert FaceSelectionError is FaceChoiceError and issubclass(FaceChoiceError, SwapError)
+
+
+def test_face_choice_parse():
+    assert FaceChoice.parse(" Largest ").mode == "largest" and FaceChoice.parse("all").mode == "all"
+    assert (FaceChoice.parse(3).mode, FaceChoice.parse(3).index) == ("index", 3)
+    assert FaceChoice.parse(np.int64(2)).index == 2 and FaceChoice.parse("4").index == 4
+    choice = FaceChoice.parse("reference", reference=[3.0, 4.0, 0.0], threshold=0.5)
+    np.testing.assert_allclose(choice.reference, [0.6, 0.8, 0.0])  # stored as a unit vector
+    assert choice.threshold == 0.5 and FaceChoice.parse(choice) is choice
+    with pytest.raises(FaceChoiceError, match="needs a reference image"):
+        FaceChoice.parse("reference")
+    with pytest.raises(FaceChoiceError, match="zero or not finite"):
+        FaceChoice("reference", reference=np.zeros(3))
+    with pytest.raises(FaceChoiceError, match="got True"):
+        FaceChoice.parse(True)
 
 
 def test_select_faces_by_reference_embedding():
@@ -415,21 +435,19 @@ def test_select_faces_by_reference_embedding():
     embeddings = {id(small): [1.0, 0.0, 0.0], id(big): [0.0, 1.0, 0.0], id(middle): [0.9, 0.3, 0.0]}
     calls = []
 
-    def embed(face):
-        calls.append(face)
-        return np.array(embeddings[id(face)]) * 7.0  # unnormalised on purpose
+    def embed(faces):
+        calls.append(list(faces))
+        return np.array([embeddings[id(face)] for face in faces]) * 7.0  # unnormalised on purpose
 
-    kept = select_faces(
-        [small, big, middle], "reference", reference_embedding=[2.0, 0.0, 0.0], embed_fn=embed
-    )
-    assert kept == [middle, small] and len(calls) == 3
-    assert select_faces([big], "reference", reference_embedding=[1.0, 0, 0], embed_fn=embed) == []
-    kept = select_faces(
-        [small, middle], "reference", reference_embedding=[1.0, 0, 0], embed_fn=embed, threshold=0.99
-    )
-    assert kept == [small]
-    with pytest.raises(FaceSelectionError, match="needs both"):
-        select_faces([small], "reference", embed_fn=embed)
+    kept = select_faces([small, big, middle], FaceChoice("reference", reference=[2.0, 0.0, 0.0]), embed)
+    assert kept == [middle, small] and calls == [[big, middle, small]]  # one call for every face
+    assert select_faces([big], FaceChoice("reference", reference=[1.0, 0, 0]), embed) == []
+    strict = FaceChoice("reference", reference=[1.0, 0, 0], threshold=0.99)
+    assert select_faces([small, middle], strict, embed) == [small]
+    with pytest.raises(FaceChoiceError, match="needs an embed function"):
+        select_faces([small], strict)
+    with pytest.raises(FaceChoiceError, match="embed returned 2 values per face, the reference has 3"):
+        select_faces([small], strict, lambda faces: np.ones((len(faces), 2)))
 
 
 def test_face_validates_its_fields():

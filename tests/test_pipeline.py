@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from skimage import data
 
 from hififace import HifiFace, HifiFacePipeline
-from hififace.faces import soften_mask, warp_mask_to_image
+from hififace.faces import FaceChoice, align_face, soften_mask, warp_mask_to_image
 from hififace.pipeline import (
     AI_METADATA,
     FaceChoiceError,
@@ -137,16 +137,16 @@ def test_pil_path_grayscale_and_rgba_targets_and_a_reused_source(
 
 def test_face_choice_modes_on_six_people(pipeline, source, group_path):
     image = np.asarray(PILImage.open(group_path).convert("RGB"))
-    faces = pipeline._detect(image)
+    faces = pipeline.detect_faces(image)
     assert len(faces) == 6
     every = pipeline.swap(source, group_path, face="all").faces
     assert [f.box for f in every] == [f.box for f in faces]
     assert [f.box[0] for f in every] == sorted(f.box[0] for f in every)
 
     largest = max(faces, key=lambda f: f.area)
-    assert [f.box for f in pipeline._choose(image, faces, "largest", None)] == [largest.box]
-    assert [f.box for f in pipeline._choose(image, faces, 2, None)] == [faces[2].box]
-    assert [f.box for f in pipeline._choose(image, faces, "4", None)] == [faces[4].box]
+    for face, expected in (("largest", largest), (2, faces[2]), ("4", faces[4])):
+        chosen = pipeline.choose_faces(image, faces, pipeline.face_choice(face))
+        assert [f.box for f in chosen] == [expected.box]
 
     # A reference photo of the third person (cut from the group photo) picks that person only.
     x1, y1, x2, y2 = (int(v) for v in faces[2].box)
@@ -264,8 +264,114 @@ def test_missing_model_folder(tmp_path):
 
 def test_large_images_are_detected_on_a_smaller_copy(pipeline, astronaut):
     small_side = HifiFacePipeline(pipeline.model, pipeline.detector, detect_max_side=256)
-    faces = small_side._detect(astronaut)  # found at 256 px, reported in the 512 px image's pixels
+    faces = small_side.detect_faces(astronaut)  # found at 256 px, reported in the 512 px image's pixels
     assert len(faces) == 1
     expected = np.array([(203, 102), (247, 104), (225, 127), (201, 139), (246, 141)], dtype=np.float32)
     assert np.abs(faces[0].landmarks - expected).max() < 6.0
     assert faces[0].box[2] > 250  # box scaled back too (the face spans about x 175 to 266)
+
+
+# --- the public steps, one by one ------------------------------------------------------------
+
+
+def test_the_steps_one_by_one_give_what_swap_gives(pipeline, source, group_path):
+    image, name = pipeline.read_image(group_path)
+    assert name == str(group_path) and image.dtype == np.uint8 and image.ndim == 3
+    faces = pipeline.detect_faces(image)
+    chosen = pipeline.choose_faces(image, faces, pipeline.face_choice("all"))
+    swaps = pipeline.swap_faces(source, [(image, face) for face in chosen])
+    composed = pipeline.composite(image, swaps)
+    whole = pipeline.swap(source, image, face="all")
+    np.testing.assert_array_equal(composed, whole.image)
+    for mine, theirs in zip(swaps, whole.faces, strict=True):
+        np.testing.assert_array_equal(mine.image, theirs.image)
+    # Compositing only some of the faces changes only those.
+    first = pipeline.composite(image, swaps[:1])
+    alpha = warp_mask_to_image(soften_mask(swaps[1].mask, 5, 10), swaps[1].matrix, image.shape)
+    alpha0 = warp_mask_to_image(soften_mask(swaps[0].mask, 5, 10), swaps[0].matrix, image.shape)
+    only_second = (alpha > 0) & (alpha0 == 0)
+    np.testing.assert_array_equal(first[only_second], image[only_second])
+
+
+def test_encode_source_with_a_given_face_does_not_detect_again(pipeline, astronaut, source, monkeypatch):
+    monkeypatch.setattr(pipeline.detector, "detect", lambda image: pytest.fail("detected again"))
+    again = pipeline.encode_source(astronaut, face=source.face)
+    np.testing.assert_array_equal(again.crop, source.crop)
+    assert torch.equal(again.code.coeffs, source.code.coeffs)
+    assert torch.equal(again.code.embedding, source.code.embedding)
+
+
+def test_encode_crops_and_embed_faces_batch(pipeline, group_path):
+    image, _ = pipeline.read_image(group_path)
+    faces = pipeline.detect_faces(image)
+    embeddings = pipeline.embed_faces(image, faces)
+    assert embeddings.shape == (6, 512) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    assert pipeline.embed_faces(image, []).shape == (0, 512)
+
+    small_batches = HifiFacePipeline(pipeline.model, pipeline.detector, batch_size=4)
+    crops = [align_face(image, f.landmarks, S, pipeline.template)[0] for f in faces]
+    code = small_batches.encode_crops(crops)  # two calls of the priors: 4 + 2 crops
+    assert code.coeffs.shape == (6, 257) and code.embedding.shape == (6, 512)
+    one = pipeline.encode_crops(crops[5:])
+    torch.testing.assert_close(code.coeffs[5:], one.coeffs, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(code.embedding.numpy(), embeddings, atol=1e-4)
+
+
+def test_face_choice_embeds_the_reference_once(pipeline, source, group_path, monkeypatch):
+    image, _ = pipeline.read_image(group_path)
+    faces = pipeline.detect_faces(image)
+    x1, y1, x2, y2 = (int(v) for v in faces[4].box)
+    w = x2 - x1
+    reference = image[max(0, y1 - w) : y2 + w, max(0, x1 - w) : x2 + w]
+    calls = []
+    embed = pipeline.embed_faces
+    monkeypatch.setattr(pipeline, "embed_faces", lambda im, fs: calls.append(len(fs)) or embed(im, fs))
+    choice = pipeline.face_choice("reference", reference)
+    assert choice.mode == "reference" and calls == [1]
+    assert choice.threshold == pipeline.reference_threshold
+    assert pipeline.face_choice(choice) is choice
+    strict = FaceChoice("reference", reference=choice.reference, threshold=0.9)
+    assert [f.box for f in pipeline.choose_faces(image, faces, strict)] == [faces[4].box]
+    assert calls == [1, 6]  # every target face embedded in one call
+    swapped = pipeline.swap(source, image, face=strict)  # a FaceChoice made once goes to swap as it is
+    assert [f.box for f in swapped.faces] == [faces[4].box] and calls == [1, 6, 6]
+
+
+def test_choose_faces_raises_for_still_images(pipeline, astronaut):
+    faces = pipeline.detect_faces(astronaut)
+    with pytest.raises(NoFaceError, match="no face found in the target image x.png$"):
+        pipeline.choose_faces(astronaut, [], pipeline.face_choice("largest"), name="x.png")
+    with pytest.raises(FaceChoiceError, match=r"has 1 face; face index 1 is out of range"):
+        pipeline.choose_faces(astronaut, faces, pipeline.face_choice(1))
+    nobody = FaceChoice("reference", reference=np.eye(512)[0], threshold=0.99)
+    with pytest.raises(NoFaceError, match=r"similar enough to the reference \(threshold 0.99\)"):
+        pipeline.choose_faces(astronaut, faces, nobody)
+
+
+def test_errors_live_in_one_floor_module():
+    import hififace.errors as errors
+    import hififace.pipeline as pipeline_module
+
+    for name in ("SwapError", "InvalidImageError", "ImageTooLargeError", "NoFaceError", "FaceChoiceError"):
+        assert getattr(pipeline_module, name) is getattr(errors, name)
+        assert issubclass(getattr(errors, name), ValueError)
+    assert pipeline_module.ModelLoadError is errors.ModelLoadError
+    from hififace.faces import FaceSelectionError
+
+    assert FaceSelectionError is FaceChoiceError
+
+
+def test_local_folder_or_hub_id_follows_the_one_rule_of_hififace_hub(tmp_path, tmp_path_factory, monkeypatch):
+    from hififace.hub import looks_like_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    # "models/missing" next to a models/ folder is a local path, not the Hub repo "models/missing".
+    assert looks_like_path("models/missing") and not looks_like_path("someone/hififace-256")
+    with pytest.raises(ModelLoadError, match="model folder models/missing does not exist"):
+        HifiFacePipeline.from_pretrained("models/missing")
+    # A bare name of an existing folder is local too (no Hub lookup).
+    (tmp_path / "tiny").symlink_to(tiny_model_dir(tmp_path_factory))
+    assert looks_like_path("tiny")
+    assert HifiFacePipeline.from_pretrained("tiny", detector="dlib").image_size == S

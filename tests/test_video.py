@@ -14,7 +14,7 @@ from skimage import data
 from hififace import HifiFacePipeline
 from hififace.faces import Face
 from hififace.pipeline import FaceChoiceError, NoFaceError, SwapError
-from hififace.video import LandmarkSmoother, VideoError, VideoSummary, is_video
+from hififace.video import LandmarkSmoother, VideoError, VideoSummary, is_video, swap_video
 
 FPS = 10
 FRAMES = 12
@@ -90,8 +90,13 @@ def test_video_round_trip_keeps_frames_rate_and_audio(pipeline, clip, tmp_path, 
     monkeypatch.setattr(pipeline.model, "encode_source", lambda x: calls.append(1) or encode(x))
     out = tmp_path / "swapped.mp4"
 
-    summary = pipeline.swap_video(
-        data.astronaut(), clip, out, batch_size=5, progress=lambda done, total: progress.append((done, total))
+    summary = swap_video(
+        pipeline,
+        data.astronaut(),
+        clip,
+        out,
+        batch_size=5,
+        progress=lambda done, total: progress.append((done, total)),
     )
 
     assert calls == [1]  # the source's identity once for the whole video
@@ -118,7 +123,7 @@ def test_video_round_trip_keeps_frames_rate_and_audio(pipeline, clip, tmp_path, 
 def test_video_without_audio_and_face_index_beyond_the_faces(pipeline, source, tmp_path):
     silent = tmp_path / "silent.mkv"
     write_clip(silent, clip_frames()[:3], audio=False)
-    summary = pipeline.swap_video(source, silent, tmp_path / "out.mkv", face=5)
+    summary = swap_video(pipeline, source, silent, tmp_path / "out.mkv", face=5)
     assert (summary.frames, summary.swapped, summary.passed_through, summary.audio) == (3, 0, 3, False)
     assert len(read_clip(tmp_path / "out.mkv")["frames"]) == 3
 
@@ -126,13 +131,13 @@ def test_video_without_audio_and_face_index_beyond_the_faces(pipeline, source, t
 def test_video_errors(pipeline, source, clip, tmp_path):
     out = tmp_path / "out.mp4"
     with pytest.raises(VideoError, match="missing.mp4: no such file"):
-        pipeline.swap_video(source, tmp_path / "missing.mp4", out)
+        swap_video(pipeline, source, tmp_path / "missing.mp4", out)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video" * 100)
     with pytest.raises(VideoError, match="junk.mp4: cannot read the video"):
-        pipeline.swap_video(source, junk, out)
+        swap_video(pipeline, source, junk, out)
     with pytest.raises(VideoError, match="cannot write .gif; use .mp4, .mov or .mkv"):
-        pipeline.swap_video(source, clip, tmp_path / "out.gif")
+        swap_video(pipeline, source, clip, tmp_path / "out.gif")
 
     # A container whose video stream holds no frame (only audio packets were written).
     empty = tmp_path / "empty.mkv"
@@ -147,15 +152,15 @@ def test_video_errors(pipeline, source, clip, tmp_path):
         for packet in [*sound.encode(chunk), *sound.encode()]:
             container.mux(packet)
     with pytest.raises(VideoError, match="empty.mkv: the video has no frames"):
-        pipeline.swap_video(source, empty, out)
+        swap_video(pipeline, source, empty, out)
     with pytest.raises(VideoError, match="has more than 4 frames"):
-        pipeline.swap_video(source, clip, out, max_frames=4)
+        swap_video(pipeline, source, clip, out, max_frames=4)
     with pytest.raises(NoFaceError, match="no face found in the source image"):
-        pipeline.swap_video(data.coffee(), clip, out)
+        swap_video(pipeline, data.coffee(), clip, out)
     with pytest.raises(FaceChoiceError, match="needs a reference image"):
-        pipeline.swap_video(source, clip, out, face="reference")
+        swap_video(pipeline, source, clip, out, face="reference")
     with pytest.raises(SwapError, match="identity_strength"):
-        pipeline.swap_video(source, clip, out, identity_strength=2.0)
+        swap_video(pipeline, source, clip, out, identity_strength=2.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mkv", "junk.mp4"]  # nothing half-written
 
 

@@ -38,6 +38,7 @@ from PIL import Image as PILImage
 from torch.utils.data import Dataset
 
 from hififace.data.index import INDEX_NAME, read_index
+from hififace.tensors import images_to_tensor, masks_to_tensor
 
 JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
 
@@ -201,13 +202,12 @@ class FacePairDataset(Dataset):
     def _load_rgb(self, file: str) -> torch.Tensor:
         with PILImage.open(self.root / file) as pil:
             array = np.asarray(pil.convert("RGB"))
-        image = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
-        return self._resize(image)
+        return self._resize(images_to_tensor([array])[0])
 
     def _load_mask(self, file: str) -> torch.Tensor:
         with PILImage.open(self.root / file) as pil:
             array = np.asarray(pil.convert("L"))
-        return self._resize(torch.from_numpy(array.copy())[None].float().div_(255))
+        return self._resize(masks_to_tensor([array])[0])
 
     def _resize(self, image: torch.Tensor) -> torch.Tensor:
         if image.shape[-1] == self.image_size and image.shape[-2] == self.image_size:

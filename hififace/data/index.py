@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from hififace.atomic import atomic_write
 
 logger = logging.getLogger("hififace")
 
@@ -99,19 +100,8 @@ def rebuild_index(out_dir: str | os.PathLike) -> list[Record]:
 
 def write_records_atomic(path: Path, records: Iterable[Record]) -> None:
     """Write a whole index through a temporary file and `os.replace`."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(_line(r) for r in records)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private to its owner; give it the permissions of the file it replaces
-        os.chmod(tmp_name, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_write(path, "w") as f:
+        f.writelines(_line(r) for r in records)
 
 
 class IndexWriter:

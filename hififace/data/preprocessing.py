@@ -32,7 +32,6 @@ import logging
 import math
 import multiprocessing
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +48,7 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from hififace.atomic import atomic_write
 from hififace.data.index import INDEX_NAME, IndexWriter, Record, rebuild_index
 from hififace.faces import (
     FaceDetector,
@@ -59,11 +59,11 @@ from hififace.faces import (
     template_points,
 )
 from hififace.faces.types import Image
+from hififace.formats import IMAGE_SUFFIXES
 from hififace.imageio import load_image, save_image
 
 logger = logging.getLogger("hififace")
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 CONFIG_NAME = "preprocess_config.json"
 SUMMARY_NAME = "preprocess_summary.json"
 PARSER_SIZE = 512
@@ -514,10 +514,11 @@ def parse_face_mask(parser, crop: Image) -> np.ndarray:
     import torch.nn.functional as F
 
     from hififace.priors.parsing import face_mask
+    from hififace.tensors import images_to_tensor  # imports torch: only where a parser runs
 
     size = crop.shape[0]
     device = next(parser.parameters()).device
-    image = torch.from_numpy(np.ascontiguousarray(crop)).to(device).permute(2, 0, 1)[None].float() / 255
+    image = images_to_tensor([crop], device)
     with torch.inference_mode():
         if size != PARSER_SIZE:
             image = F.interpolate(
@@ -602,27 +603,11 @@ def _run_pool(
 
 def _save_mask(path: Path, mask: np.ndarray) -> None:
     """Write a uint8 (H, W) mask as an 8-bit grayscale PNG, atomically."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            PILImage.fromarray(mask).save(f, format="PNG")
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_write(path) as f:
+        PILImage.fromarray(mask).save(f, format="PNG")
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hififace.faces.detection import offline
+from hififace.tensors import images_to_tensor
 
 INSTALL_HINT = (
     "install pytorch-fid (`pip install pytorch-fid`); its Inception weights "
@@ -76,9 +77,8 @@ class FIDFeatures:
         """(N, 2048) float32 features of N uint8 (H, W, 3) RGB crops."""
         if not len(crops):
             return np.zeros((0, 2048), np.float32)
-        batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         with torch.inference_mode():
-            features = self.network(batch)[0]
+            features = self.network(images_to_tensor(crops, self.device))[0]
         return features.reshape(len(crops), -1).float().cpu().numpy()
 
 

@@ -2,7 +2,8 @@
 
 For a pair (source S, target T) and the swapped image R (T with S's face put in):
 
-- identity cosine: cos(e(R), e(S)) of face-recognition embeddings e; higher is better.
+- identity cosine: cos(e(R), e(S)) of face-recognition embeddings e (`hififace.faces.cosine_similarity`);
+  higher is better.
 - ID retrieval: R is counted correct when the nearest source (by cosine) among all the set's
   sources is its own; the set's mean is the top-1 accuracy (paper: 98.48% for HifiFace on FF++).
 - pose error: ‖(yaw, pitch, roll)(R) − (yaw, pitch, roll)(T)‖₂ in degrees (paper: 2.63).
@@ -27,16 +28,6 @@ from hififace.faces.alignment import estimate_similarity, transform_points
 # dlib's 68 points without the jaw line (0-16): brows 17-26, nose 27-35, eyes 36-47, mouth 48-67.
 # The jaw line carries the face's shape, which a shape-aware swapper is meant to change.
 INNER_LANDMARKS = tuple(range(17, 68))
-
-
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """cos(a, b) = a·b / (‖a‖ ‖b‖) of two embeddings (1 for the same direction)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    if norm == 0:
-        raise ValueError("cosine similarity of a zero vector")
-    return float(a @ b / norm)
 
 
 def retrieval_hits(

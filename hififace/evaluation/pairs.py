@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hififace.faces.types import Image
+from hififace.formats import IMAGE_SUFFIXES, is_image, is_video
 from hififace.imageio import ImageError, load_image
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class Pair:
 def split_reference(ref: str) -> tuple[str, int | None]:
     """("video.mp4", 12) for "video.mp4#12"; (ref, None) for a plain path."""
     path, sep, frame = ref.rpartition("#")
-    if sep and frame.isdigit() and Path(path).suffix.lower() in _video_suffixes():
+    if sep and frame.isdigit() and is_video(path):
         return path, int(frame)
     return ref, None
 
@@ -192,7 +191,7 @@ def pair_folders(
 def _images(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for file in sorted(folder.iterdir()):
-        if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+        if file.is_file() and is_image(file):
             if file.stem in files:
                 raise ValueError(
                     f"{folder}: two images named {file.stem} ({files[file.stem].name}, {file.name})"
@@ -203,7 +202,7 @@ def _images(folder: Path) -> dict[str, Path]:
 
 def _find_by_name(folder: Path, name: str) -> str:
     """DIR/<name>.<image suffix>; a name that does not exist yet (reported per pair as missing)."""
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in sorted(IMAGE_SUFFIXES):  # a fixed order, should several exist
         for candidate in (folder / f"{name}{suffix}", folder / f"{name}{suffix.upper()}"):
             if candidate.is_file():
                 return str(candidate)
@@ -214,9 +213,3 @@ def _default_name(target: str) -> str:
     path, frame = split_reference(target)
     stem = Path(path).stem
     return stem if frame is None else f"{stem}_f{frame:05d}"
-
-
-def _video_suffixes() -> frozenset[str]:
-    from hififace.video import VIDEO_SUFFIXES
-
-    return VIDEO_SUFFIXES

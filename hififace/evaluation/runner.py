@@ -1,4 +1,4 @@
-"""Score a set of face swaps: per-pair metrics with a resumable cache, then set-level summaries.
+"""Score a set of face swaps: the loop over the pairs, in batches, resumable.
 
     result = evaluate(pairs, "eval-out", model="models/hififace-256")     # swap with the model
     result = evaluate(pairs_with_swapped_files, "eval-out")               # score existing swaps
@@ -6,107 +6,51 @@
 
 For every pair: read the source, target and swapped images; find the largest face of the source
 and of the target, and in the swapped image the face at the target face's place (largest overlap
-with its box); then, in batches, embed the faces with the recognizer, regress 3DMM coefficients
-of the aligned crops (when a model provides F_3d), fit head poses to the 68 landmarks, and score
-the pair (`hififace.evaluation.metrics`). A pair whose face cannot be found, or whose image cannot
-be read, is recorded as a failure with its reason and left out of the means.
+with its box). Each image is searched for faces once: when the model swaps the pair, the faces
+just found go straight into the pipeline's public steps (`encode_source(image, face=...)`,
+`swap_faces`, `composite`). Then, in batches, the recognizer embeds the faces, the model's priors
+regress 3DMM coefficients of the aligned crops (`HifiFacePipeline.encode_crops`, with a model),
+dlib's 68 landmarks give head poses, and `hififace.evaluation.scoring` scores the pair. A pair whose
+face cannot be found, or whose image cannot be read, is recorded as a failure with its reason and
+left out of the means.
 
-Every pair's record is cached as ``OUT/cache/<key>.json`` (plus ``<key>.fid.npy`` with its
-Inception features when FID is on); the key hashes the pair's files (path, size, mtime) and
-every setting that changes the scores, so a re-run reuses what was done and an interrupted run
-continues (a pair cached without Inception features is scored again once FID is available).
-Heavy models load only when some pair must be computed. Set-level metrics (ID retrieval, FID)
-are computed from the cached records at the end.
+Every pair's record goes to the cache (`hififace.evaluation.cache`) as soon as it is scored, so a
+re-run reuses what was done and an interrupted run continues. Heavy models load only when some
+pair must be computed. Set-level metrics (ID retrieval, FID) are computed from the cached records
+at the end (`hififace.evaluation.scoring.summarize_records`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hififace import __version__
-from hififace.evaluation import metrics as M
-from hififace.evaluation.pairs import Pair, load_reference, reference_stamp
-from hififace.evaluation.pose import face3d_head_pose, landmark_head_pose
-from hififace.faces import Face, align_face, select_faces
+from hififace.evaluation.cache import CACHE_VERSION, PairCache, model_stamp, pair_key
+from hififace.evaluation.pairs import Pair, load_reference
+from hififace.evaluation.report import write_outputs, write_thumbnails
+from hififace.evaluation.scoring import (
+    FAILURES,
+    METRICS,
+    FaceMeasures,
+    face_at,
+    score_pair,
+    summarize_records,
+)
+from hififace.faces import Face, FaceDetector, align_face, select_faces
+from hififace.faces.detection import predict_landmarks68
 from hififace.faces.types import Image
-from hififace.imageio import ImageError, save_image
+from hififace.imageio import ImageError
 
-logger = logging.getLogger("hififace")
+__all__ = ["FAILURES", "METRICS", "TEMPLATE", "EvaluationResult", "evaluate"]
 
-CACHE_VERSION = 1
 TEMPLATE = "frontal"
-THUMBNAIL = 128
-MIN_OVERLAP = 0.3  # IoU with the target face below which a face of the swapped image is another face
-
-# name -> (definition, which way is better, unit)
-METRICS: dict[str, tuple[str, str, str]] = {
-    "identity_cosine": (
-        "cosine similarity of the recognizer's embeddings of the swapped face and the source face",
-        "higher",
-        "",
-    ),
-    "id_retrieval": (
-        "top-1 accuracy: the source nearest to the swapped face (cosine, among all sources of the set) is its own",
-        "higher",
-        "fraction",
-    ),
-    "pose_error_landmarks": (
-        "L2 of the (yaw, pitch, roll) difference between swapped and target faces; PnP fit of a generic "
-        "3D face to dlib's 68 landmarks",
-        "lower",
-        "degrees",
-    ),
-    "pose_error_3dmm": (
-        "L2 of the (yaw, pitch, roll) difference between swapped and target faces; Deep3DFaceRecon angles",
-        "lower",
-        "degrees",
-    ),
-    "expression_error_3dmm": (
-        "L2 distance of the 64 3DMM expression coefficients of swapped and target faces",
-        "lower",
-        "",
-    ),
-    "expression_error_landmarks": (
-        "RMS distance of the 51 inner landmarks of swapped and target faces after normalising position "
-        "and size and a similarity alignment, in units of the face's RMS radius",
-        "lower",
-        "",
-    ),
-    "shape_error_3dmm": (
-        "L2 distance of the 80 3DMM identity (shape) coefficients of swapped and source faces",
-        "lower",
-        "",
-    ),
-    "fid": (
-        "Frechet Inception distance between the aligned swapped faces and the aligned real target faces",
-        "lower",
-        "",
-    ),
-}
-FACE3D_METRICS = ("pose_error_3dmm", "expression_error_3dmm", "shape_error_3dmm")
-
-# failure kind -> what it means
-FAILURES = {
-    "unreadable_source": "the source image cannot be read",
-    "unreadable_target": "the target image cannot be read",
-    "unreadable_swapped": "the swapped image is missing or cannot be read",
-    "no_face_source": "no face found in the source image",
-    "no_face_target": "no face found in the target image",
-    "no_face_swapped": "no face found in the swapped image at the target face's place",
-    "swap_failed": "the model could not swap the pair",
-}
 
 
 @dataclass
@@ -126,54 +70,12 @@ class EvaluationResult:
     reused: int = 0
 
 
-class _Resources:
-    """The detector, model, recognizer and FID network, each built on first use."""
-
-    def __init__(self, model, detector, recognizer, insightface_pack, device, fid):
-        self._model_ref = model
-        self._detector_name = detector
-        self._recognizer_name = recognizer
-        self._pack = insightface_pack
-        self.device = device
-        self.fid_on = fid
-
-    @cached_property
-    def detector(self):
-        from hififace.faces import load_detector
-
-        return load_detector(self._detector_name)
-
-    @cached_property
-    def pipeline(self):
-        if self._model_ref is None:
-            return None
-        from hififace.pipeline import HifiFacePipeline
-
-        return HifiFacePipeline.from_pretrained(self._model_ref, detector=self.detector).to(self.device)
-
-    @property
-    def model(self):
-        return None if self.pipeline is None else self.pipeline.model
-
-    @cached_property
-    def recognizer(self):
-        from hififace.evaluation.recognizers import load_recognizer
-
-        return load_recognizer(self._recognizer_name, model=self.model, insightface_pack=self._pack)
-
-    @cached_property
-    def fid(self):
-        from hififace.evaluation.fid import FIDFeatures
-
-        return FIDFeatures.load(self.device) if self.fid_on else None
-
-
 def evaluate(
     pairs: Sequence[Pair],
     out_dir: str | os.PathLike,
     model: str | os.PathLike | None = None,
     recognizer: str = "dlib",
-    detector: str = "dlib",
+    detector: str | FaceDetector = "dlib",
     device: str | None = None,
     batch_size: int = 8,
     limit: int | None = None,
@@ -193,8 +95,9 @@ def evaluate(
             have no swapped image, and its priors give the 3DMM metrics (skipped without it) and
             the "arcface" recognizer.
         recognizer (str, default "dlib"): "dlib", "arcface" or "insightface" (`load_recognizer`).
-        detector (str, default "dlib"): face detector; "dlib" gives the 68 landmarks directly,
-            "insightface" faces get them from dlib's predictor.
+        detector (str or FaceDetector, default "dlib"): face detector by name (`load_detector`) or
+            an instance; "dlib" gives the 68 landmarks directly, other detectors' faces get them
+            from dlib's predictor. An instance enters the cache key by its ``repr``.
         device (str, optional): torch device; default cuda when available, else cpu.
         batch_size (int, default 8): pairs whose faces go through the networks together.
         limit (int, optional): score only the first `limit` pairs.
@@ -204,11 +107,53 @@ def evaluate(
         progress (bool, default True): show a tqdm progress bar.
         extra (dict, optional): more settings to record in the summary (e.g. the command's inputs).
     """
-    from tqdm import tqdm
-
     from hififace.evaluation.fid import fid_unavailable_reason
-    from hififace.evaluation.report import write_outputs
 
+    pairs = _checked_pairs(pairs, model, recognizer, batch_size, limit)
+    device = device or _default_device()
+    detector_name = detector if isinstance(detector, str) else repr(detector)
+    cache = PairCache(out_dir)
+    fid_reason = fid_unavailable_reason() if fid else "FID skipped: switched off (--no-fid)"
+    settings = {
+        "version": CACHE_VERSION,
+        "recognizer": recognizer if recognizer != "insightface" else f"insightface:{insightface_pack}",
+        "detector": detector_name,
+        "model": model_stamp(model),
+        "template": TEMPLATE,
+    }
+    resources = _Resources(model, detector, recognizer, insightface_pack, device, fid_reason is None)
+    sampled = _sampled(len(pairs), sample_grid)
+    keys = [pair_key(settings, p) for p in pairs]
+    records = [cache.read(k, need_grid=i in sampled, need_fid=fid_reason is None) for i, k in enumerate(keys)]
+    todo = [i for i, r in enumerate(records) if r is None]
+    reused = len(pairs) - len(todo)
+
+    if todo:  # build the models now, so that a missing one fails before any work
+        _ = resources.pipeline, resources.recognizer, resources.fid
+    _run(resources, cache, pairs, keys, sampled, todo, records, batch_size, progress)
+
+    done = [r for r in records if r is not None]
+    summary = _summary(cache, done, settings, fid_reason, model is not None)
+    summary["settings"].update(
+        {
+            "model": None if model is None else os.fspath(model),
+            "recognizer": recognizer,
+            "detector": detector_name,
+            "device": device,
+            "batch_size": batch_size,
+            "hififace": __version__,
+            **(extra or {}),
+        }
+    )
+    summary["cache"] = {"reused": reused, "computed": len(todo)}
+    write_outputs(cache.out, summary, done)
+    return EvaluationResult(summary=summary, records=done, computed=len(todo), reused=reused)
+
+
+def _checked_pairs(
+    pairs: Sequence[Pair], model: Any, recognizer: str, batch_size: int, limit: int | None
+) -> list[Pair]:
+    """The pairs to score (the first `limit`), after refusing settings that cannot work."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if recognizer == "arcface" and model is None:
@@ -224,49 +169,59 @@ def evaluate(
             f"{len(missing_model)} pairs have no swapped image (e.g. {missing_model[0]}): pass --model to "
             "swap them, or --swapped DIR with the swapped images"
         )
-    if device is None:
-        import torch
+    return pairs
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    out = Path(out_dir)
-    (out / "cache").mkdir(parents=True, exist_ok=True)
-    (out / "grid").mkdir(exist_ok=True)
-    fid_reason = fid_unavailable_reason() if fid else "FID skipped: switched off (--no-fid)"
-    settings = {
-        "version": CACHE_VERSION,
-        "recognizer": recognizer if recognizer != "insightface" else f"insightface:{insightface_pack}",
-        "detector": detector,
-        "model": _model_stamp(model),
-        "template": TEMPLATE,
-    }
-    resources = _Resources(model, detector, recognizer, insightface_pack, device, fid_reason is None)
-    sampled = set(np.unique(np.linspace(0, len(pairs) - 1, min(sample_grid, len(pairs))).round().astype(int)))
-    sampled = sampled if sample_grid > 0 else set()
+def _default_device() -> str:
+    import torch
 
-    records: list[dict[str, Any] | None] = [None] * len(pairs)
-    keys = [_pair_key(settings, p) for p in pairs]
-    todo = []
-    for i, key in enumerate(keys):
-        record = _read_cache(out, key, need_grid=i in sampled, need_fid=fid_reason is None)
-        if record is None:
-            todo.append(i)
-        else:
-            records[i] = record
-    reused = len(pairs) - len(todo)
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
-    if todo:  # build the models now, so that a missing one fails before any work
-        _ = resources.pipeline, resources.recognizer, resources.fid
-    bar = tqdm(total=len(pairs), initial=reused, desc="evaluate", unit="pair", disable=not progress)
+
+def _summary(
+    cache: PairCache,
+    records: Sequence[dict[str, Any]],
+    settings: dict[str, Any],
+    fid_reason: str | None,
+    has_model: bool,
+) -> dict[str, Any]:
+    """The set's summary from the pairs' records and, when FID is on, their cached Inception features."""
+    fid_features = []
+    if fid_reason is None:
+        ok = [r for r in records if r["status"] == "ok"]
+        fid_features = [f for f in (cache.fid_features(r["key"]) for r in ok) if f is not None]
+    return summarize_records(records, settings, fid_reason, fid_features, has_model)
+
+
+def _sampled(count: int, sample_grid: int) -> set[int]:
+    """Indices of the pairs shown in the report's grid, evenly spread over the set."""
+    if sample_grid <= 0:
+        return set()
+    return {int(i) for i in np.unique(np.linspace(0, count - 1, min(sample_grid, count)).round().astype(int))}
+
+
+def _run(
+    res: _Resources,
+    cache: PairCache,
+    pairs: Sequence[Pair],
+    keys: Sequence[str],
+    sampled: set[int],
+    todo: Sequence[int],
+    records: list[dict[str, Any] | None],
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Score the `todo` pairs batch by batch into `records` (each cached as soon as it is scored)."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(pairs), initial=len(pairs) - len(todo), desc="evaluate", unit="pair", disable=not progress
+    )
     try:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             scored = _score_batch(
-                resources,
-                [pairs[i] for i in chunk],
-                out,
-                [keys[i] for i in chunk],
-                [i in sampled for i in chunk],
+                res, [pairs[i] for i in chunk], cache, [keys[i] for i in chunk], [i in sampled for i in chunk]
             )
             for i, record in zip(chunk, scored, strict=True):
                 records[i] = record
@@ -274,22 +229,50 @@ def evaluate(
     finally:
         bar.close()
 
-    done = [r for r in records if r is not None]
-    summary = summarize_records(done, out, settings, fid_reason, model is not None)
-    summary["settings"].update(
-        {
-            "model": None if model is None else os.fspath(model),
-            "recognizer": recognizer,
-            "detector": detector,
-            "device": device,
-            "batch_size": batch_size,
-            "hififace": __version__,
-            **(extra or {}),
-        }
-    )
-    summary["cache"] = {"reused": reused, "computed": len(todo)}
-    write_outputs(out, summary, done)
-    return EvaluationResult(summary=summary, records=done, computed=len(todo), reused=reused)
+
+class _Resources:
+    """The detector, pipeline, recognizer and FID network, each built on first use."""
+
+    def __init__(self, model, detector, recognizer, insightface_pack, device, fid):
+        self._model_ref = model
+        self._detector = detector
+        self._recognizer_name = recognizer
+        self._pack = insightface_pack
+        self.device = device
+        self.fid_on = fid
+
+    @cached_property
+    def detector(self) -> FaceDetector:
+        if not isinstance(self._detector, str):
+            return self._detector
+        from hififace.faces import load_detector
+
+        return load_detector(self._detector)
+
+    @cached_property
+    def pipeline(self):
+        if self._model_ref is None:
+            return None
+        from hififace.pipeline import HifiFacePipeline
+
+        return HifiFacePipeline.from_pretrained(self._model_ref, detector=self.detector).to(self.device)
+
+    @cached_property
+    def recognizer(self):
+        from hififace.evaluation.recognizers import load_recognizer
+
+        return load_recognizer(self._recognizer_name, pipeline=self.pipeline, insightface_pack=self._pack)
+
+    @cached_property
+    def fid(self):
+        from hififace.evaluation.fid import FIDFeatures
+
+        return FIDFeatures.load(self.device) if self.fid_on else None
+
+    @property
+    def image_size(self) -> int:
+        """Side of the aligned crops: the model's, or 256 without a model."""
+        return 256 if self.pipeline is None else self.pipeline.image_size
 
 
 # ---------------------------------------------------------------------- one batch of pairs
@@ -316,8 +299,9 @@ class _Work:
 
 
 def _score_batch(
-    res: _Resources, pairs: Sequence[Pair], out: Path, keys: Sequence[str], sampled: Sequence[bool]
+    res: _Resources, pairs: Sequence[Pair], cache: PairCache, keys: Sequence[str], sampled: Sequence[bool]
 ) -> list[dict[str, Any]]:
+    """Prepare, measure and score a batch of pairs; each record is cached as it is made."""
     works = [_prepare(res, p, k, s) for p, k, s in zip(pairs, keys, sampled, strict=True)]
     ok = [w for w in works if w.failure is None]
     with_source = [w for w in works if "source" in w.faces]
@@ -329,9 +313,7 @@ def _score_batch(
     source_emb = {id(w): embeddings[i] for i, w in enumerate(with_source)}
     swapped_emb = {id(w): embeddings[len(with_source) + i] for i, w in enumerate(ok)}
 
-    coeffs = {}
-    if ok and res.model is not None:
-        coeffs = _face3d(res, ok)
+    coeffs = _face3d(res, ok) if ok and res.pipeline is not None else {}
     fid_features = {}
     if ok and res.fid is not None:
         feats = res.fid([w.crops["target"] for w in ok] + [w.crops["swapped"] for w in ok])
@@ -341,16 +323,14 @@ def _score_batch(
     for w in works:
         record = _record(w, source_emb.get(id(w)), swapped_emb.get(id(w)), coeffs.get(id(w)))
         if w.sampled:
-            record["grid"] = _write_thumbnails(out, w)
-        if id(w) in fid_features:
-            np.save(out / "cache" / f"{w.key}.fid.npy", fid_features[id(w)].astype(np.float32))
-        _write_json(out / "cache" / f"{w.key}.json", record)
+            record["grid"] = write_thumbnails(cache.out, w.key, _pictures(w))
+        cache.write(record, fid_features.get(id(w)))
         records.append(record)
     return records
 
 
 def _prepare(res: _Resources, pair: Pair, key: str, sampled: bool) -> _Work:
-    """Read the images, find the faces, swap when the model must, align the crops."""
+    """Read the images, find the faces (once per image), swap when the model must, align the crops."""
     w = _Work(pair=pair, key=key, sampled=sampled, started=time.perf_counter())
     for role in ("source", "target"):
         try:
@@ -358,7 +338,7 @@ def _prepare(res: _Resources, pair: Pair, key: str, sampled: bool) -> _Work:
         except ImageError as e:
             w.fail(f"unreadable_{role}", str(e))
             continue
-        faces = _detect(res, w.images[role])
+        faces = res.detector.detect(w.images[role])
         if not faces:
             w.fail(f"no_face_{role}", f"no face found in the {role} image {getattr(pair, role)}")
             continue
@@ -366,7 +346,7 @@ def _prepare(res: _Resources, pair: Pair, key: str, sampled: bool) -> _Work:
     if w.failure is None:
         _swapped_image(res, w)
     if w.failure is None:
-        face = _face_at(_detect(res, w.images["swapped"]), w.faces["target"])
+        face = face_at(res.detector.detect(w.images["swapped"]), w.faces["target"])
         if face is None:
             w.fail(
                 "no_face_swapped",
@@ -374,62 +354,37 @@ def _prepare(res: _Resources, pair: Pair, key: str, sampled: bool) -> _Work:
             )
         else:
             w.faces["swapped"] = face
-    size = res.model.image_size if res.model is not None else 256
     for role, face in w.faces.items():
-        w.crops[role], w.matrices[role] = align_face(w.images[role], face.landmarks, size, TEMPLATE)
+        w.crops[role], w.matrices[role] = align_face(w.images[role], face.landmarks, res.image_size, TEMPLATE)
     return w
 
 
 def _swapped_image(res: _Resources, w: _Work) -> None:
+    """Read the pair's swapped image, or make it with the model's steps on the faces already found."""
     if w.pair.swapped is not None:
         try:
             w.images["swapped"] = load_reference(w.pair.swapped)
         except ImageError as e:
             w.fail("unreadable_swapped", str(e))
         return
-    from hififace.pipeline import SwapError
+    from hififace.errors import SwapError
 
+    pipeline, target = res.pipeline, w.images["target"]
     try:
-        result = res.pipeline.swap(w.images["source"], w.images["target"], face="largest")
+        source = pipeline.encode_source(w.images["source"], face=w.faces["source"])
+        swaps = pipeline.swap_faces(source, [(target, w.faces["target"])], 1.0, 1.0)
+        w.images["swapped"] = pipeline.composite(target, swaps)
     except SwapError as e:
         w.fail("swap_failed", f"{w.pair.name}: {e}")
         return
-    w.images["swapped"] = np.asarray(result.image)
-    if result.faces:
-        w.masks = {"mask": result.faces[0].mask, "mask_low": result.faces[0].mask_low}
-
-
-def _detect(res: _Resources, image: Image) -> list[Face]:
-    return res.detector.detect(image)
-
-
-def _face_at(faces: Sequence[Face], target: Face) -> Face | None:
-    """The face with the largest box overlap (IoU at least MIN_OVERLAP) with the target face."""
-    best, best_iou = None, MIN_OVERLAP
-    for face in faces:
-        iou = _iou(face.box, target.box)
-        if iou >= best_iou:
-            best, best_iou = face, iou
-    return best
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    w.masks = {"mask": swaps[0].mask, "mask_low": swaps[0].mask_low}
 
 
 def _face3d(res: _Resources, works: Sequence[_Work]) -> dict[int, dict[str, np.ndarray]]:
     """Deep3DFaceRecon coefficients (257,) of the source, target and swapped crops of each pair."""
-    import torch
-
     roles = ("source", "target", "swapped")
-    crops = np.stack([w.crops[r] for w in works for r in roles])
-    batch = torch.from_numpy(crops).to(res.device).permute(0, 3, 1, 2).float().div_(255.0)
-    with torch.inference_mode():
-        out = res.model.identity.face3d(batch).float().cpu().numpy()
+    code = res.pipeline.encode_crops([w.crops[r] for w in works for r in roles])
+    out = code.coeffs.float().cpu().numpy()
     return {id(w): {r: out[3 * i + j] for j, r in enumerate(roles)} for i, w in enumerate(works)}
 
 
@@ -440,8 +395,6 @@ def _record(
     coeffs: dict[str, np.ndarray] | None,
 ) -> dict[str, Any]:
     """The pair's cache record: scores, poses, embeddings (for retrieval) or the failure."""
-    from hififace.priors.face3d import COEFF_LAYOUT
-
     p = w.pair
     record: dict[str, Any] = {
         "name": p.name,
@@ -459,36 +412,18 @@ def _record(
         "swapped_embedding": None if swapped_embedding is None else [float(v) for v in swapped_embedding],
     }
     if w.failure is None:
-        scores, poses, notes = record["scores"], record["poses"], record["notes"]
-        scores["identity_cosine"] = M.cosine_similarity(swapped_embedding, source_embedding)
-        try:
-            poses["target_landmarks"] = landmark_head_pose(
-                _landmarks68(w, "target"), w.images["target"].shape[:2]
+        embeddings = {"source": source_embedding, "swapped": swapped_embedding}
+        measures = {
+            role: FaceMeasures(
+                image_size=w.images[role].shape[:2],
+                landmarks68=_landmarks68(w, role) if role != "source" else None,
+                matrix=w.matrices[role],
+                embedding=embeddings.get(role),
+                coeffs=None if coeffs is None else coeffs[role],
             )
-            poses["swapped_landmarks"] = landmark_head_pose(
-                _landmarks68(w, "swapped"), w.images["swapped"].shape[:2]
-            )
-            scores["pose_error_landmarks"] = M.pose_error(
-                poses["swapped_landmarks"], poses["target_landmarks"]
-            )
-        except ValueError as e:
-            notes["pose_error_landmarks"] = str(e)
-        scores["expression_error_landmarks"] = M.landmark_expression_error(
-            _landmarks68(w, "swapped"), _landmarks68(w, "target")
-        )
-        if coeffs is not None:
-            angle = slice(*COEFF_LAYOUT["angle"])
-            exp, shape = slice(*COEFF_LAYOUT["exp"]), slice(*COEFF_LAYOUT["id"])
-            poses["target_3dmm"] = face3d_head_pose(coeffs["target"][angle], w.matrices["target"])
-            poses["swapped_3dmm"] = face3d_head_pose(coeffs["swapped"][angle], w.matrices["swapped"])
-            scores["pose_error_3dmm"] = M.pose_error(poses["swapped_3dmm"], poses["target_3dmm"])
-            scores["expression_error_3dmm"] = M.coefficient_distance(
-                coeffs["swapped"][exp], coeffs["target"][exp]
-            )
-            scores["shape_error_3dmm"] = M.coefficient_distance(
-                coeffs["swapped"][shape], coeffs["source"][shape]
-            )
-        record["poses"] = {k: [float(v) for v in pose] for k, pose in poses.items()}
+            for role in ("source", "target", "swapped")
+        }
+        record["scores"], record["poses"], record["notes"] = score_pair(**measures)
     record["seconds"] = round(time.perf_counter() - w.started, 3)
     return record
 
@@ -498,200 +433,15 @@ def _landmarks68(w: _Work, role: str) -> np.ndarray:
     if face.landmarks68 is not None:
         return face.landmarks68
     # insightface detections have five points; dlib's predictor adds the 68 on the same box.
-    import dlib
-    import face_recognition_models
-
-    global _PREDICTOR
-    if _PREDICTOR is None:
-        _PREDICTOR = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-    x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-    shape = _PREDICTOR(np.ascontiguousarray(w.images[role]), dlib.rectangle(x1, y1, x2 - 1, y2 - 1))
-    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    return predict_landmarks68(w.images[role], face.box)
 
 
-_PREDICTOR = None
-
-
-def _write_thumbnails(out: Path, w: _Work) -> dict[str, str]:
-    """128-px JPEGs of the pair for the report's grid: aligned faces (or the whole image) and masks."""
-    from hififace.pipeline import AI_METADATA
-
-    written = {}
-    for role in ("source", "target", "swapped", "mask", "mask_low"):
+def _pictures(w: _Work) -> dict[str, np.ndarray]:
+    """The report grid's pictures: aligned faces (or, without a face, the whole image) and masks."""
+    pictures: dict[str, np.ndarray] = {**w.masks}
+    for role in ("source", "target", "swapped"):
         if role in w.crops:
-            picture = w.crops[role]
+            pictures[role] = w.crops[role]
         elif role in w.images:
-            picture = w.images[role]  # no face: show what the detector was given
-        elif role in w.masks:
-            picture = np.repeat(
-                (np.clip(w.masks[role], 0, 1) * 255).round().astype(np.uint8)[..., None], 3, -1
-            )
-        else:
-            continue
-        path = out / "grid" / f"{w.key}_{role}.jpg"
-        meta = AI_METADATA if role == "swapped" else None
-        save_image(path, _thumbnail(picture), meta, quality=90)
-        written[role] = f"grid/{path.name}"
-    return written
-
-
-def _thumbnail(image: np.ndarray) -> Image:
-    import cv2
-
-    h, w = image.shape[:2]
-    scale = THUMBNAIL / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return np.ascontiguousarray(cv2.resize(image, size, interpolation=interpolation))
-
-
-# ---------------------------------------------------------------------- the whole set
-
-
-def summarize_records(
-    records: Sequence[dict[str, Any]],
-    out: Path,
-    settings: dict[str, Any],
-    fid_reason: str | None,
-    has_model: bool,
-) -> dict[str, Any]:
-    """Set-level summary: counts, failures, ID retrieval, FID and every metric's statistics."""
-    ok = [r for r in records if r["status"] == "ok"]
-    failed = [r for r in records if r["status"] != "ok"]
-    gallery = _add_retrieval(records)
-
-    metric_stats: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
-    for name, (definition, better, unit) in METRICS.items():
-        if name == "fid":
-            continue
-        values = [r["scores"].get(name) for r in ok]
-        stats = M.summarize([v for v in values if v is not None])
-        metric_stats[name] = {**stats, "definition": definition, "better": better, "unit": unit}
-        if name == "id_retrieval":
-            # chance level is about 1 / gallery: a small set makes retrieval easy
-            metric_stats[name]["gallery"] = gallery
-        if name in FACE3D_METRICS and not has_model:
-            skipped[name] = (
-                f"{name} skipped: the 3DMM metrics use the Deep3DFaceRecon regressor F_3d of a HifiFace "
-                "model; pass --model"
-            )
-
-    definition, better, unit = METRICS["fid"]
-    fid_entry: dict[str, Any] = {"definition": definition, "better": better, "unit": unit, "value": None}
-    if fid_reason is not None:
-        skipped["fid"] = fid_reason
-    else:
-        fid_entry.update(_fid(ok, out, skipped))
-    metric_stats["fid"] = fid_entry
-
-    reasons = Counter(r["failure"]["kind"] for r in failed)
-    return {
-        "pairs": len(records),
-        "scored": len(ok),
-        "failures": {
-            "count": len(failed),
-            "by_kind": {k: {"count": n, "meaning": FAILURES.get(k, k)} for k, n in reasons.most_common()},
-            "pairs": [{"name": r["name"], **r["failure"]} for r in failed],
-        },
-        "metrics": metric_stats,
-        "skipped": skipped,
-        "settings": {"cache_key": settings},
-    }
-
-
-def _add_retrieval(records: Sequence[dict[str, Any]]) -> int:
-    """Put ID retrieval hits (0/1) into each scored record; returns the gallery's size.
-
-    The gallery is every distinct source image of the set whose face was found, labelled with
-    its pair's identity (the source image itself unless the pairs name identities).
-    """
-    gallery: dict[str, tuple[str, list[float]]] = {}
-    for r in records:
-        if r.get("source_embedding") is not None:
-            gallery.setdefault(r["source"], (r["identity"], r["source_embedding"]))
-    queries = [r for r in records if r["status"] == "ok" and r.get("swapped_embedding") is not None]
-    if queries and gallery:
-        hits = M.retrieval_hits(
-            np.array([r["swapped_embedding"] for r in queries]),
-            np.array([e for _, e in gallery.values()]),
-            [r["identity"] for r in queries],
-            [label for label, _ in gallery.values()],
-        )
-        for r, hit in zip(queries, hits, strict=True):
-            r["scores"]["id_retrieval"] = float(hit)
-    return len(gallery)
-
-
-def _fid(ok: Sequence[dict[str, Any]], out: Path, skipped: dict[str, str]) -> dict[str, Any]:
-    from hififace.evaluation.fid import RECOMMENDED_IMAGES, fid_from_features
-
-    feats = []
-    for r in ok:
-        path = out / "cache" / f"{r['key']}.fid.npy"
-        if path.is_file():
-            feats.append(np.load(path))
-    if len(feats) < 2:
-        skipped["fid"] = f"FID skipped: it needs at least 2 scored pairs, got {len(feats)}"
-        return {}
-    stacked = np.stack(feats)
-    entry: dict[str, Any] = {
-        "value": fid_from_features(stacked[:, 0], stacked[:, 1]),
-        "n": len(feats),
-    }
-    if len(feats) < RECOMMENDED_IMAGES:
-        entry["warning"] = (
-            f"computed on {len(feats)} pairs; below {RECOMMENDED_IMAGES} images FID is biased high and "
-            "not comparable with published numbers (FF++ protocol: 10,000)"
-        )
-    return entry
-
-
-# ---------------------------------------------------------------------- cache
-
-
-def _pair_key(settings: dict[str, Any], pair: Pair) -> str:
-    stamp = {
-        "settings": settings,
-        "name": pair.name,
-        "identity": pair.identity_label,
-        "source": reference_stamp(pair.source),
-        "target": reference_stamp(pair.target),
-        "swapped": None if pair.swapped is None else reference_stamp(pair.swapped),
-    }
-    return hashlib.sha1(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def _model_stamp(model: str | os.PathLike | None) -> Any:
-    """What identifies the model's weights: a folder's files (size, mtime), or a Hub repo id."""
-    if model is None:
-        return None
-    path = Path(model).expanduser()
-    if not path.is_dir():
-        return {"repo": os.fspath(model)}
-    files = {}
-    for file in sorted(path.iterdir()):
-        if file.is_file() and file.suffix in (".json", ".safetensors", ".bin"):
-            stat = file.stat()
-            files[file.name] = [stat.st_size, stat.st_mtime_ns]
-    return {"path": str(path.resolve()), "files": files}
-
-
-def _read_cache(out: Path, key: str, need_grid: bool, need_fid: bool) -> dict[str, Any] | None:
-    path = out / "cache" / f"{key}.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    grid = record.get("grid") or {}
-    if need_grid and (not grid or not all((out / p).is_file() for p in grid.values())):
-        return None  # sampled for the report now: its thumbnails are made again
-    if need_fid and record["status"] == "ok" and not (out / "cache" / f"{key}.fid.npy").is_file():
-        return None
-    return record
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+            pictures[role] = w.images[role]  # no face: show what the detector was given
+    return pictures

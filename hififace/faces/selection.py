@@ -1,80 +1,158 @@
-"""Which target faces to swap when a picture holds several.
+"""Which target faces to swap when a picture holds several: one `FaceChoice`, one `select_faces`.
 
-Modes:
+A `FaceChoice` is parsed once from what the user gives and then applied to every image or frame:
 
 - "largest": the face with the largest box (ties: higher score);
-- "index": one face by position, counted from 0, left to right;
 - "all": every face;
-- "reference": every face whose ArcFace cosine similarity to a reference embedding is at least
-  `threshold` (the same person as in a reference photo). The caller supplies `embed_fn`, which
-  turns a `Face` into an embedding (the pipeline crops it and runs its ArcFace).
+- "index": one face by position, counted from 0, left to right;
+- "reference": every face whose ArcFace cosine similarity to a reference embedding (a unit
+  vector, `FaceChoice.reference`) is at least `threshold`: the same person as in a reference photo.
+  `select_faces` then needs `embed`, which turns faces into embeddings (the pipeline's
+  `embed_faces`).
 
-The result is always a list sorted left to right (possibly empty: no face, or no face close
-enough to the reference).
+`select_faces` returns the chosen faces left to right, possibly none: an image without faces, an
+index beyond the faces present, or nobody like the reference. Whether that is an error is the
+caller's policy: `HifiFacePipeline.choose_faces` raises for still images, `hififace.video` passes
+such a frame through unchanged and counts it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from hififace.errors import FaceChoiceError
 from hififace.faces.types import Embedding, Face, sort_left_to_right
 
-MODES = ("largest", "index", "all", "reference")
+__all__ = [
+    "MODES",
+    "FaceChoice",
+    "FaceChoiceError",
+    "FaceSelectionError",
+    "cosine_similarity",
+    "select_faces",
+]
+
+MODES = ("largest", "all", "index", "reference")
+
+# The old name of the one face-choice error, kept so that existing imports still work.
+FaceSelectionError = FaceChoiceError
+
+EmbedFn = Callable[[Sequence[Face]], np.ndarray]
 
 
-class FaceSelectionError(ValueError):
-    """The requested faces cannot be selected (bad mode, index out of range, missing reference)."""
-
-
-def select_faces(
-    faces: Sequence[Face],
-    mode: str = "largest",
-    index: int = 0,
-    reference_embedding: Embedding | None = None,
-    embed_fn: Callable[[Face], Embedding] | None = None,
-    threshold: float = 0.3,
-) -> list[Face]:
-    """Pick the target faces to swap.
+@dataclass(frozen=True, eq=False)
+class FaceChoice:
+    """Which faces to swap, decided once for a whole image, folder or video.
 
     Args:
-        faces (sequence of Face): the detected faces, in any order.
-        mode (str, default "largest"): "largest", "index", "all" or "reference" (see the module docstring).
+        mode (str): "largest", "all", "index" or "reference" (see the module docstring).
         index (int, default 0): with mode "index", the face's position from the left, from 0.
-        reference_embedding (array, optional): with mode "reference", the embedding to match.
-        embed_fn (callable Face -> array, optional): with mode "reference", computes a face's embedding.
+        reference (float (512,) array or None, default None): with mode "reference", the unit
+            ArcFace embedding of the person to replace.
         threshold (float, default 0.3): with mode "reference", the minimum cosine similarity kept.
 
     Raises:
-        FaceSelectionError: unknown mode, index out of range, or "reference" without its inputs.
+        FaceChoiceError: unknown mode, or mode "reference" without a finite, non-zero embedding.
     """
+
+    mode: str
+    index: int = 0
+    reference: np.ndarray | None = None
+    threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise FaceChoiceError(f"unknown face choice {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.mode == "reference":
+            if self.reference is None:
+                raise FaceChoiceError('face="reference" needs a reference image of the person to replace')
+            # Frozen dataclass: object.__setattr__ is how it normalises a field.
+            object.__setattr__(self, "reference", _unit(np.asarray(self.reference, dtype=np.float64).ravel()))
+        object.__setattr__(self, "index", int(self.index))
+
+    @classmethod
+    def parse(
+        cls, face: Any = "largest", reference: Embedding | None = None, threshold: float = 0.3
+    ) -> FaceChoice:
+        """A `FaceChoice` from what a user gives.
+
+        Args:
+            face (str, int or FaceChoice, default "largest"): "largest", "all", "reference", a face
+                index counted from the left (int or digit string), or a FaceChoice (returned as is).
+            reference (array, optional): the reference embedding, for face="reference".
+            threshold (float, default 0.3): minimum cosine similarity, for face="reference".
+
+        Raises:
+            FaceChoiceError: anything else, or "reference" without an embedding.
+        """
+        if isinstance(face, FaceChoice):
+            return face
+        if isinstance(face, (int, np.integer)) and not isinstance(face, bool):
+            return cls("index", index=int(face))
+        if isinstance(face, str):
+            text = face.strip().lower()
+            if text in ("largest", "all"):
+                return cls(text)
+            if text == "reference":
+                return cls("reference", reference=reference, threshold=threshold)
+            if text.lstrip("-").isdigit():
+                return cls("index", index=int(text))
+        raise FaceChoiceError(
+            f"face must be 'largest', 'all', 'reference' or a face index (0 = leftmost), got {face!r}"
+        )
+
+    def out_of_range(self, count: int) -> bool:
+        """Whether this is an index choice beyond `count` faces."""
+        return self.mode == "index" and not 0 <= self.index < count
+
+    def __repr__(self) -> str:
+        if self.mode == "index":
+            return f"FaceChoice('index', index={self.index})"
+        if self.mode == "reference":
+            return f"FaceChoice('reference', threshold={self.threshold})"
+        return f"FaceChoice({self.mode!r})"
+
+
+def select_faces(
+    faces: Sequence[Face], choice: FaceChoice | str | int = "largest", embed: EmbedFn | None = None
+) -> list[Face]:
+    """The faces `choice` picks, left to right; possibly none (see the module docstring).
+
+    Args:
+        faces (sequence of Face): the detected faces, in any order.
+        choice (FaceChoice, str or int, default "largest"): a FaceChoice, or what `FaceChoice.parse` reads.
+        embed (callable faces -> (N, D) array, optional): needed by a "reference" choice; called
+            once with every face.
+
+    Raises:
+        FaceChoiceError: a bad choice, or a "reference" choice without `embed`.
+    """
+    choice = FaceChoice.parse(choice)
     ordered = sort_left_to_right(faces)
-    if mode == "all":
+    if choice.mode == "all":
         return ordered
-    if mode == "largest":
+    if choice.mode == "largest":
         return [max(ordered, key=lambda face: (face.area, face.score))] if ordered else []
-    if mode == "index":
-        if not 0 <= index < len(ordered):
-            count = f"{len(ordered)} face" + ("" if len(ordered) == 1 else "s")
-            valid = "" if not ordered else f" (valid: 0 to {len(ordered) - 1}, counted left to right)"
-            raise FaceSelectionError(f"target has {count}; --face {index} is out of range{valid}")
-        return [ordered[index]]
-    if mode == "reference":
-        if reference_embedding is None or embed_fn is None:
-            raise FaceSelectionError('mode "reference" needs both reference_embedding and embed_fn')
-        reference = _unit(np.asarray(reference_embedding, dtype=np.float64).ravel())
-        kept = []
-        for face in ordered:
-            embedding = _unit(np.asarray(embed_fn(face), dtype=np.float64).ravel())
-            if embedding.shape != reference.shape:
-                raise FaceSelectionError(
-                    f"embed_fn returned {embedding.shape[0]} values, the reference has {reference.shape[0]}"
-                )
-            if float(embedding @ reference) >= threshold:
-                kept.append(face)
-        return kept
-    raise FaceSelectionError(f"unknown face selection mode {mode!r}; use one of {', '.join(MODES)}")
+    if choice.mode == "index":
+        return [] if choice.out_of_range(len(ordered)) else [ordered[choice.index]]
+    if embed is None:
+        raise FaceChoiceError('a "reference" face choice needs an embed function')
+    if not ordered:
+        return []
+    embeddings = np.asarray(embed(ordered), dtype=np.float64).reshape(len(ordered), -1)
+    if embeddings.shape[1] != choice.reference.shape[0]:
+        raise FaceChoiceError(
+            f"embed returned {embeddings.shape[1]} values per face, the reference has {choice.reference.shape[0]}"
+        )
+    return [
+        face
+        for face, embedding in zip(ordered, embeddings, strict=True)
+        if float(_unit(embedding) @ choice.reference) >= choice.threshold
+    ]
 
 
 def cosine_similarity(a: Embedding, b: Embedding) -> float:
@@ -87,5 +165,5 @@ def cosine_similarity(a: Embedding, b: Embedding) -> float:
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(vector)
     if not np.isfinite(norm) or norm == 0:
-        raise FaceSelectionError("an embedding is zero or not finite")
+        raise FaceChoiceError("an embedding is zero or not finite")
     return vector / norm

@@ -1,14 +1,7 @@
-"""Types shared by face detection, alignment, blending and selection.
+"""`Face`, the detected face every step of `hififace.faces` passes around.
 
-Arrays follow one convention everywhere in `hififace.faces`:
-
-- `Image`: uint8 array (H, W, 3), RGB.
-- `Mask`: float32 array (H, W), values in [0, 1].
-- `Landmarks5`: float32 array (5, 2) of (x, y) pixel coordinates, insightface's order:
-  left eye centre, right eye centre, nose tip, left mouth corner, right mouth corner, where
-  "left" means the left side of the image (the subject's right).
-- `Landmarks68`: float32 array (68, 2), the iBUG 300-W points (dlib's shape predictor).
-- `Matrix`: float64 array (2, 3), an affine map of (x, y, 1) column vectors.
+The array aliases (`Image`, `Mask`, `Landmarks5`, ...) live in the floor module `hififace.types`
+and are re-exported here, so `hififace.imageio` can use them without importing this package.
 """
 
 from __future__ import annotations
@@ -17,16 +10,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
-Image = NDArray[np.uint8]
-Mask = NDArray[np.float32]
-Points = NDArray[np.floating]
-Landmarks5 = NDArray[np.float32]
-Landmarks68 = NDArray[np.float32]
-Matrix = NDArray[np.float64]
-Box = tuple[float, float, float, float]
-Embedding = NDArray[np.floating]
+from hififace.types import Box, Embedding, Image, Landmarks5, Landmarks68, Mask, Matrix, Points
+
+__all__ = [
+    "Box",
+    "Embedding",
+    "Face",
+    "Image",
+    "Landmarks5",
+    "Landmarks68",
+    "Mask",
+    "Matrix",
+    "Points",
+    "sort_left_to_right",
+]
 
 
 @dataclass(frozen=True, eq=False)
