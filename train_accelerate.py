@@ -259,13 +259,19 @@ class StepResult:
     updated_d: bool
 
 
-def build_models(args: argparse.Namespace) -> Models:
-    """Generator (with its frozen priors), a fresh discriminator, the weighted objective and the EMA."""
+def build_models(args: argparse.Namespace, generator: HifiFace | None = None) -> Models:
+    """Generator (with its frozen priors), a fresh discriminator, the weighted objective and the EMA.
+
+    Args:
+        args (Namespace): `parse_args()`'s options.
+        generator (HifiFace or None, None): this generator instead of the one the options name
+            (benchmarks and tests build theirs in memory).
+    """
     from diffusers.training_utils import EMAModel
 
-    if args.pretrained_model:
+    if generator is None and args.pretrained_model:
         generator = HifiFace.from_pretrained(args.pretrained_model)
-    else:
+    elif generator is None:
         generator = HifiFace.from_priors(
             args.arcface, args.face3d, args.image_size, args.base_channels, args.max_channels
         )
