@@ -68,6 +68,9 @@ def main(path: str) -> None:
         result["single_grad"] = reference.offset.grad.flatten().tolist()
         Path(path).write_text(json.dumps(result))
     accelerator.wait_for_everyone()
+    # tear gloo down before exit: a process leaving with it alive can abort ("terminate called ...")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
