@@ -23,7 +23,9 @@ import os
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,14 +43,20 @@ logger = get_logger("hififace.train")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options; `--config file.yaml` supplies defaults that flags still override."""
+def build_parser() -> argparse.ArgumentParser:
+    """Every option of the script, in groups; defaults are the paper's where it gives one."""
     p = argparse.ArgumentParser(
         description="Train HifiFace (paper objective) with Accelerate.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--config", help="YAML file whose keys (option names without --) set defaults")
 
+    _add_data_and_model_options(p)
+    _add_training_options(p)
+    return p
+
+
+def _add_data_and_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data_dir", help="output folder of `hififace preprocess` (index + aligned crops)")
     g.add_argument("--same_identity_ratio", type=float, default=0.5, help="share of same-identity pairs")
@@ -79,8 +87,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--bfm", help="converted BFM landmark folder (`hififace convert bfm`) for L_shape")
     g.add_argument("--d_base_channels", type=int, default=64, help="discriminator width")
     g.add_argument("--d_max_channels", type=int, default=512, help="discriminator maximum width")
-    g.add_argument("--lpips_net", default="alex", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone")
+    g.add_argument(
+        "--lpips_net",
+        default="vgg",
+        choices=["vgg", "alex", "squeeze"],
+        help="LPIPS backbone (VGG: what both public HifiFace implementations train with, and what LPIPS' "
+        "authors recommend for a training loss)",
+    )
 
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("objective (paper defaults)")
     defaults = LossWeights()
     for name in ("shape", "id", "adv", "seg", "rec", "cyc", "lpips"):
@@ -103,7 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lr_scheduler", default="constant", help="diffusers scheduler name (constant, cosine, ...)"
     )
     g.add_argument("--lr_warmup_steps", type=int, default=0, help="warm-up steps of the scheduler")
-    g.add_argument("--max_grad_norm", type=float, default=10.0, help="gradient clipping (0: measure only)")
+    g.add_argument(
+        "--max_grad_norm",
+        type=float,
+        default=0.0,
+        help="clip gradients to this norm (0: no clipping, as the paper and StarGAN v2; the norm is logged)",
+    )
     g.add_argument("--ema_decay", type=float, default=0.999, help="EMA decay of the generator")
     g.add_argument(
         "--max_nonfinite_steps", type=int, default=10, help="stop after this many bad steps in a row"
@@ -120,6 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--sample_steps", type=int, default=1000, help="log a sample grid every N steps")
     g.add_argument("--push_to_hub", metavar="REPO", help="upload the exported generator to this Hub repo")
 
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; `--config file.yaml` supplies defaults that flags still override."""
+    p = build_parser()
     args, _ = p.parse_known_args(argv)
     if args.config:
         import yaml
@@ -200,27 +225,53 @@ def sample_grid(source, target, out) -> torch.Tensor:
     return make_grid(rows, nrow=len(columns), padding=2)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    output_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=args.report_to if args.report_to != "none" else None,
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
-        ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    logger.info(accelerator.state, main_process_only=False)
-    set_seed(args.seed, device_specific=True)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+@dataclass
+class Models:
+    """The networks of a run. `generator` and `discriminator` are wrapped by `accelerator.prepare`
+    (DDP under several processes); `criterion` holds the frozen priors, `ema` the generator's EMA."""
 
-    # models: the generator carries its frozen priors; the discriminator starts fresh
-    if args.pretrained_model:
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    criterion: HifiFaceLoss
+    ema: Any  # diffusers.training_utils.EMAModel over `trainable`
+    trainable: list[torch.nn.Parameter]
+
+
+@dataclass
+class Optimizers:
+    """Adam and a learning-rate schedule for each player."""
+
+    generator: torch.optim.Optimizer
+    discriminator: torch.optim.Optimizer
+    generator_schedule: Any
+    discriminator_schedule: Any
+
+
+@dataclass
+class StepResult:
+    """What one `train_step` did: the logged terms, whether both losses were finite on every process,
+    and whether each player's weights changed (not on an accumulation micro-step, a non-finite loss,
+    or an fp16 step the GradScaler skipped)."""
+
+    terms: dict[str, torch.Tensor | float]
+    finite: bool
+    updated_g: bool
+    updated_d: bool
+
+
+def build_models(args: argparse.Namespace, generator: HifiFace | None = None) -> Models:
+    """Generator (with its frozen priors), a fresh discriminator, the weighted objective and the EMA.
+
+    Args:
+        args (Namespace): `parse_args()`'s options.
+        generator (HifiFace or None, None): this generator instead of the one the options name
+            (benchmarks and tests build theirs in memory).
+    """
+    from diffusers.training_utils import EMAModel
+
+    if generator is None and args.pretrained_model:
         generator = HifiFace.from_pretrained(args.pretrained_model)
-    else:
+    elif generator is None:
         generator = HifiFace.from_priors(
             args.arcface, args.face3d, args.image_size, args.base_channels, args.max_channels
         )
@@ -233,8 +284,6 @@ def main(argv: list[str] | None = None) -> None:
     discriminator = Discriminator(
         image_size=generator.image_size, base_channels=args.d_base_channels, max_channels=args.d_max_channels
     ).train()
-    bfm = BFMLandmarks.from_pretrained(args.bfm) if args.bfm else None
-    lpips_fn = build_lpips(args.lpips_net) if args.lambda_lpips > 0 else None
     weights = LossWeights(
         shape=args.lambda_shape, id=args.lambda_id, adv=args.lambda_adv, seg=args.lambda_seg,
         rec=args.lambda_rec, cyc=args.lambda_cyc, lpips=args.lambda_lpips, r1_gamma=args.r1_gamma,
@@ -242,19 +291,42 @@ def main(argv: list[str] | None = None) -> None:
     criterion = HifiFaceLoss(
         face3d=generator.identity.face3d,
         arcface_embed=generator.identity.arcface.embed,
-        bfm=bfm,
-        lpips_fn=lpips_fn,
+        bfm=BFMLandmarks.from_pretrained(args.bfm) if args.bfm else None,
+        lpips_fn=build_lpips(args.lpips_net) if args.lambda_lpips > 0 else None,
         weights=weights,
-    ).to(accelerator.device)
-
-    from diffusers.training_utils import EMAModel
-
+    )
     trainable = [p for p in generator.parameters() if p.requires_grad]
     ema = EMAModel(trainable, decay=args.ema_decay)
+    return Models(generator, discriminator, criterion, ema, trainable)
 
+
+def build_optimizers(args: argparse.Namespace, models: Models, num_processes: int = 1) -> Optimizers:
+    """Adam (the paper's β = (0, 0.99)) for G and D, each with a diffusers schedule."""
+    from diffusers.optimization import get_scheduler
+
+    betas = (args.adam_beta1, args.adam_beta2)
+    opt_g = torch.optim.Adam(models.trainable, lr=args.learning_rate, betas=betas)
+    opt_d = torch.optim.Adam(models.discriminator.parameters(), lr=args.d_learning_rate, betas=betas)
+    # prepared schedulers step once per process for each optimiser step
+    schedules = [
+        get_scheduler(
+            args.lr_scheduler,
+            optimizer=opt,
+            num_warmup_steps=args.lr_warmup_steps * num_processes,
+            num_training_steps=args.max_train_steps * num_processes,
+        )
+        for opt in (opt_g, opt_d)
+    ]
+    return Optimizers(opt_g, opt_d, *schedules)
+
+
+def build_data(
+    args: argparse.Namespace, image_size: int
+) -> tuple[FacePairDataset, torch.utils.data.DataLoader]:
+    """The pair dataset of `--data_dir` and its loader, with clear errors for data that cannot train."""
     dataset = FacePairDataset(
         args.data_dir,
-        image_size=generator.image_size,
+        image_size=image_size,
         same_identity_ratio=args.same_identity_ratio,
         flip=args.flip,
         color_jitter=args.color_jitter,
@@ -276,56 +348,200 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError(
             f"{args.data_dir} has {len(dataset)} images: fewer than one batch of {args.train_batch_size}"
         )
+    return dataset, loader
 
-    opt_g = torch.optim.Adam(trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
-    opt_d = torch.optim.Adam(
-        discriminator.parameters(), lr=args.d_learning_rate, betas=(args.adam_beta1, args.adam_beta2)
+
+def prepare(accelerator: Accelerator, models: Models, optimizers: Optimizers, loader):
+    """`accelerator.prepare` the models, optimisers, schedules and loader in place; returns the loader."""
+    (
+        models.generator, models.discriminator, optimizers.generator, optimizers.discriminator,
+        optimizers.generator_schedule, optimizers.discriminator_schedule, loader,
+    ) = accelerator.prepare(
+        models.generator, models.discriminator, optimizers.generator, optimizers.discriminator,
+        optimizers.generator_schedule, optimizers.discriminator_schedule, loader,
+    )  # fmt: skip
+    models.criterion.to(accelerator.device)
+    models.ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(models.ema)
+    return loader
+
+
+def pairs_per_process(accelerator: Accelerator, same_identity: torch.Tensor) -> torch.Tensor:
+    """Divisor of L_rec and L_lpips: same-identity pairs over all processes, divided by the processes.
+
+    DDP averages the processes' gradients, so each process dividing its own sum by this gives the
+    gradient of the mean over the global batch; dividing by the local count would weigh a pair on a
+    process with few pairs more than one on a process with many.
+    """
+    count = same_identity.detach().float().sum().reshape(1)
+    if accelerator.num_processes > 1:
+        count = accelerator.reduce(count, reduction="sum")
+    return count.clamp(min=1.0)[0] / accelerator.num_processes
+
+
+def train_step(
+    accelerator: Accelerator,
+    models: Models,
+    optimizers: Optimizers,
+    batch: dict[str, torch.Tensor],
+    max_grad_norm: float = 0.0,
+    mask_dilation: int = 1,
+) -> StepResult:
+    """One optimisation step on one batch (one micro-batch under gradient accumulation): G, then D, then
+    the EMA of G.
+
+    Args:
+        accelerator (Accelerator): the run's accelerator (autocast, backward, GradScaler, processes).
+        models (Models): prepared networks, objective and EMA.
+        optimizers (Optimizers): prepared optimisers and schedules.
+        batch (dict): `source`, `target` (B, 3, S, S), `mask` (B, 1, S, S), `same_identity` (B,).
+        max_grad_norm (float, 0.0): clip the gradient norm to this (0: measure it only).
+        mask_dilation (int, 1): dilation kernel of the target mask M_tar (1: as given).
+    """
+    source, target, same = batch["source"], batch["target"], batch["same_identity"]
+    mask = dilate_mask(batch["mask"], mask_dilation) if mask_dilation > 1 else batch["mask"]
+    g_model = accelerator.unwrap_model(models.generator)
+    d_model = accelerator.unwrap_model(models.discriminator)
+    criterion = models.criterion
+    with accelerator.accumulate(models.generator, models.discriminator):
+        # generator step: D is only a critic here, so its unwrapped copy runs without gradients;
+        # the cycle pass uses the unwrapped G too (one DDP forward per backward)
+        d_model.requires_grad_(False)
+        with accelerator.autocast():
+            out = models.generator(source, target)
+            cycled = g_model(target, out.image).image if criterion.weights.cyc != 0 else None
+            loss_g, terms = criterion.generator_loss(
+                out, target, mask, same, discriminator=d_model, cycled=cycled,
+                num_pairs=pairs_per_process(accelerator, same),
+            )  # fmt: skip
+        d_model.requires_grad_(True)
+        finite_g, updated_g = _update(
+            accelerator, loss_g, optimizers.generator, optimizers.generator_schedule,
+            models.trainable, max_grad_norm, terms, "G",
+        )  # fmt: skip
+
+        # discriminator step on the same pair: I_t real, I_r fake
+        with accelerator.autocast():
+            loss_d, d_terms = criterion.discriminator_loss(
+                models.discriminator, target, out.image, grad_scale=loss_scale(accelerator)
+            )
+        terms.update(d_terms)
+        finite_d, updated_d = _update(
+            accelerator, loss_d, optimizers.discriminator, optimizers.discriminator_schedule,
+            list(models.discriminator.parameters()), max_grad_norm, terms, "D",
+        )  # fmt: skip
+    if updated_g:  # the EMA follows G's updates only: not a skipped one
+        models.ema.step(models.trainable)
+    return StepResult(terms, finite_g and finite_d, updated_g, updated_d)
+
+
+def loss_scale(accelerator: Accelerator) -> float:
+    """The GradScaler's current scale under fp16 (R1's inner gradient is scaled by it), else 1."""
+    scaler = accelerator.scaler
+    return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
+
+def _update(
+    accelerator, loss, optimizer, schedule, parameters, max_grad_norm, terms, name
+) -> tuple[bool, bool]:
+    """Backward, gradient norm (clipped when asked), optimiser and schedule step.
+
+    Returns (the loss was finite on every process, the weights changed).
+    """
+    finite = _all_finite(accelerator, loss)
+    updated = False
+    # With a GradScaler (fp16) a non-finite loss still goes backward: the scaler then skips the step and
+    # lowers its scale, which an overflow of the scaled R1 gradient needs. Without one, skip it here.
+    if finite or accelerator.scaler is not None:
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            terms[f"grad_norm/{name}"] = _clip(accelerator, parameters, max_grad_norm)
+        optimizer.step()
+        skipped = bool(getattr(optimizer, "step_was_skipped", False))
+        updated = accelerator.sync_gradients and not skipped
+        if not skipped:  # a skipped step does not advance the learning-rate schedule
+            schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return finite, updated
+
+
+def make_accelerator(args: argparse.Namespace, output_dir: Path) -> Accelerator:
+    """The run's Accelerator (precision and processes from `accelerate launch`), logging and seed."""
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=args.report_to if args.report_to != "none" else None,
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
+        ),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
-    from diffusers.optimization import get_scheduler
-
-    schedulers = [
-        get_scheduler(
-            args.lr_scheduler,
-            optimizer=opt,
-            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=args.max_train_steps * accelerator.num_processes,
-        )
-        for opt in (opt_g, opt_d)
-    ]
-    generator, discriminator, opt_g, opt_d, sched_g, sched_d, loader = accelerator.prepare(
-        generator, discriminator, opt_g, opt_d, *schedulers, loader
-    )
-    ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
-    g_model = accelerator.unwrap_model(generator)
-    d_model = accelerator.unwrap_model(discriminator)
-
-    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
-    total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed, device_specific=True)
     if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
         accelerator.init_trackers("hififace", config={k: v for k, v in vars(args).items() if v is not None})
+    return accelerator
 
-    global_step = 0
-    if args.resume_from_checkpoint:
-        if args.resume_from_checkpoint == "latest":
-            steps = checkpoint_steps(output_dir)
-            path = output_dir / f"checkpoint-{steps[-1]}" if steps else None
-        else:
-            path = Path(args.resume_from_checkpoint)
-        if path is None:
-            logger.info(f"no checkpoint in {output_dir}: starting a new run")
-        elif not CHECKPOINT.match(path.name) or not path.is_dir():
-            raise FileNotFoundError(f"{path} is not a checkpoint-STEP folder")
-        else:
-            accelerator.load_state(str(path))
-            global_step = int(CHECKPOINT.match(path.name).group(1))
-            logger.info(f"resumed from {path} at step {global_step}")
-    first_epoch = global_step // steps_per_epoch
-    skip_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
 
+def resume(accelerator: Accelerator, args: argparse.Namespace, output_dir: Path) -> int:
+    """Load `--resume_from_checkpoint` (a folder or 'latest') and return its step (0: a new run)."""
+    if not args.resume_from_checkpoint:
+        return 0
+    if args.resume_from_checkpoint == "latest":
+        steps = checkpoint_steps(output_dir)
+        path = output_dir / f"checkpoint-{steps[-1]}" if steps else None
+    else:
+        path = Path(args.resume_from_checkpoint)
+    if path is None:
+        logger.info(f"no checkpoint in {output_dir}: starting a new run")
+        return 0
+    if not CHECKPOINT.match(path.name) or not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a checkpoint-STEP folder")
+    accelerator.load_state(str(path))
+    step = int(CHECKPOINT.match(path.name).group(1))
+    logger.info(f"resumed from {path} at step {step}")
+    return step
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    accelerator = make_accelerator(args, output_dir)
+    models = build_models(args)
+    dataset, loader = build_data(args, models.generator.image_size)
+    optimizers = build_optimizers(args, models, accelerator.num_processes)
+    loader = prepare(accelerator, models, optimizers, loader)
+    global_step = resume(accelerator, args, output_dir)
+
+    total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info(
         f"{len(dataset)} images, {total_batch} per step ({args.train_batch_size} × {accelerator.num_processes} "
         f"processes × {args.gradient_accumulation_steps} accumulation), {args.max_train_steps} steps"
+    )
+    global_step = train_loop(accelerator, args, models, optimizers, dataset, loader, global_step)
+
+    accelerator.wait_for_everyone()
+    g_model = accelerator.unwrap_model(models.generator)
+    d_model = accelerator.unwrap_model(models.discriminator)
+    check_replicas_in_sync(accelerator, models.trainable + list(d_model.parameters()))
+    if global_step % args.checkpointing_steps != 0:
+        save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+    if accelerator.is_main_process:
+        export(g_model, models.ema, models.trainable, output_dir / "generator", args, global_step)
+    accelerator.end_training()
+
+
+def train_loop(
+    accelerator, args, models: Models, optimizers: Optimizers, dataset, loader, global_step: int
+) -> int:
+    """Epochs of `train_step` from `global_step` to `--max_train_steps`, with logging, samples,
+    checkpoints and the non-finite-loss guard; returns the last step."""
+    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    first_epoch = global_step // steps_per_epoch
+    skip_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+    num_epochs = (
+        math.ceil(args.max_train_steps / steps_per_epoch) if global_step < args.max_train_steps else 0
     )
     progress = tqdm(
         total=args.max_train_steps,
@@ -333,13 +549,7 @@ def main(argv: list[str] | None = None) -> None:
         desc="steps",
         disable=not accelerator.is_local_main_process,
     )
-    fixed_batch = None
-    bad_in_a_row = 0
-    tick, images_since_tick = time.perf_counter(), 0
-
-    num_epochs = (
-        math.ceil(args.max_train_steps / steps_per_epoch) if global_step < args.max_train_steps else 0
-    )
+    fixed_batch, bad_in_a_row, meter = None, 0, Throughput()
     for epoch in range(first_epoch, num_epochs):
         dataset.set_epoch(epoch)
         if hasattr(loader, "set_epoch"):
@@ -347,102 +557,86 @@ def main(argv: list[str] | None = None) -> None:
         batches = accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
         skip_batches = 0
         for batch in batches:
-            source, target = batch["source"], batch["target"]
-            mask = dilate_mask(batch["mask"], args.mask_dilation) if args.mask_dilation > 1 else batch["mask"]
-            same = batch["same_identity"]
             if fixed_batch is None:
-                fixed_batch = (source[:4].clone(), target[:4].clone())
-
-            with accelerator.accumulate(generator, discriminator):
-                # generator step: D is only a critic here, so its unwrapped copy runs without gradients;
-                # the cycle pass uses the unwrapped G too (one DDP forward per backward)
-                d_model.requires_grad_(False)
-                with accelerator.autocast():
-                    out = generator(source, target)
-                    cycled = g_model(target, out.image).image if args.lambda_cyc > 0 else None
-                    loss_g, terms = criterion.generator_loss(
-                        out, target, mask, same, discriminator=d_model, cycled=cycled
-                    )
-                d_model.requires_grad_(True)
-                ok_g = _all_finite(accelerator, loss_g)
-                if ok_g:
-                    accelerator.backward(loss_g)
-                    if accelerator.sync_gradients:
-                        terms["grad_norm/G"] = _clip(accelerator, trainable, args.max_grad_norm)
-                    opt_g.step()
-                    sched_g.step()
-                opt_g.zero_grad(set_to_none=True)
-
-                # discriminator step on the same pair: I_t real, I_r fake
-                with accelerator.autocast():
-                    loss_d, d_terms = criterion.discriminator_loss(discriminator, target, out.image)
-                terms.update(d_terms)
-                ok_d = _all_finite(accelerator, loss_d)
-                if ok_d:
-                    accelerator.backward(loss_d)
-                    if accelerator.sync_gradients:
-                        terms["grad_norm/D"] = _clip(
-                            accelerator, discriminator.parameters(), args.max_grad_norm
-                        )
-                    opt_d.step()
-                    sched_d.step()
-                opt_d.zero_grad(set_to_none=True)
-
-            images_since_tick += source.shape[0] * accelerator.num_processes
+                fixed_batch = (batch["source"][:4].clone(), batch["target"][:4].clone())
+            result = train_step(
+                accelerator, models, optimizers, batch, args.max_grad_norm, args.mask_dilation
+            )
+            meter.images += batch["source"].shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
-
-            if ok_g and ok_d:
-                bad_in_a_row = 0
-            else:
+            if not result.finite:
                 bad_in_a_row += 1
-                last = checkpoint_steps(output_dir)
-                logger.warning(
-                    f"step {global_step + 1}: non-finite loss (G {loss_g.item():.4g}, D {loss_d.item():.4g}); "
-                    "update skipped"
-                )
-                accelerator.log({"train/nonfinite_steps": bad_in_a_row}, step=global_step + 1)
-                if bad_in_a_row >= args.max_nonfinite_steps:
-                    where = f"checkpoint-{last[-1]}" if last else "none was written yet"
-                    raise RuntimeError(
-                        f"stopping: {bad_in_a_row} non-finite losses in a row at step {global_step + 1}; "
-                        f"the last good checkpoint is {where} in {output_dir}"
-                    )
+                report_non_finite(accelerator, args, result, global_step + 1, bad_in_a_row)
                 continue
-
-            ema.step(trainable)
+            bad_in_a_row = 0
             global_step += 1
             progress.update(1)
-
-            if global_step % args.log_steps == 0 or global_step == args.max_train_steps:
-                now = time.perf_counter()
-                logs = {k: float(v) for k, v in terms.items()}
-                logs["lr/G"] = sched_g.get_last_lr()[0]
-                logs["lr/D"] = sched_d.get_last_lr()[0]
-                logs["throughput/images_per_s"] = images_since_tick / max(now - tick, 1e-9)
-                tick, images_since_tick = now, 0
-                accelerator.log(logs, step=global_step)
-                progress.set_postfix({"G": f"{logs['loss/G/total']:.3f}", "D": f"{logs['loss/D/total']:.3f}"})
-
-            if global_step % args.sample_steps == 0 and accelerator.is_main_process:
-                log_samples(accelerator, g_model, ema, trainable, fixed_batch, output_dir, global_step)
-
-            if global_step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
-
+            after_step(accelerator, args, models, optimizers, result, global_step, meter, fixed_batch)
             if global_step >= args.max_train_steps:
                 break
         if global_step >= args.max_train_steps:
             break
-
     progress.close()
-    accelerator.wait_for_everyone()
-    check_replicas_in_sync(accelerator, trainable + list(d_model.parameters()))
-    if global_step % args.checkpointing_steps != 0:
-        save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
-    if accelerator.is_main_process:
-        export(g_model, ema, trainable, output_dir / "generator", args, global_step)
-    accelerator.end_training()
+    return global_step
+
+
+class Throughput:
+    """Images seen since the last log, for images per second."""
+
+    def __init__(self) -> None:
+        self.tick, self.images = time.perf_counter(), 0
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        rate = self.images / max(now - self.tick, 1e-9)
+        self.tick, self.images = now, 0
+        return rate
+
+
+def after_step(
+    accelerator,
+    args,
+    models: Models,
+    optimizers: Optimizers,
+    result: StepResult,
+    step: int,
+    meter,
+    fixed_batch,
+) -> None:
+    """Scalars every `--log_steps`, a sample grid every `--sample_steps`, a checkpoint every
+    `--checkpointing_steps`."""
+    output_dir = Path(args.output_dir)
+    if step % args.log_steps == 0 or step == args.max_train_steps:
+        logs = {k: float(v) for k, v in result.terms.items()}
+        logs["lr/G"] = optimizers.generator_schedule.get_last_lr()[0]
+        logs["lr/D"] = optimizers.discriminator_schedule.get_last_lr()[0]
+        logs["train/skipped_update/G"] = float(not result.updated_g)  # fp16: the GradScaler skipped it
+        logs["train/skipped_update/D"] = float(not result.updated_d)
+        if accelerator.scaler is not None:
+            logs["train/loss_scale"] = loss_scale(accelerator)
+        logs["throughput/images_per_s"] = meter.rate()
+        accelerator.log(logs, step=step)
+    if step % args.sample_steps == 0 and accelerator.is_main_process:
+        g_model = accelerator.unwrap_model(models.generator)
+        log_samples(accelerator, g_model, models.ema, models.trainable, fixed_batch, output_dir, step)
+    if step % args.checkpointing_steps == 0:
+        save_checkpoint(accelerator, output_dir, step, args.checkpoints_total_limit)
+
+
+def report_non_finite(accelerator, args, result: StepResult, step: int, bad_in_a_row: int) -> None:
+    """Warn about a step whose loss was not finite; stop after `--max_nonfinite_steps` in a row."""
+    output_dir = Path(args.output_dir)
+    g, d = float(result.terms["loss/G/total"]), float(result.terms["loss/D/total"])
+    logger.warning(f"step {step}: non-finite loss (G {g:.4g}, D {d:.4g}); update skipped")
+    accelerator.log({"train/nonfinite_steps": bad_in_a_row}, step=step)
+    if bad_in_a_row >= args.max_nonfinite_steps:
+        last = checkpoint_steps(output_dir)
+        where = f"checkpoint-{last[-1]}" if last else "none was written yet"
+        raise RuntimeError(
+            f"stopping: {bad_in_a_row} non-finite losses in a row at step {step}; "
+            f"the last good checkpoint is {where} in {output_dir}"
+        )
 
 
 def check_replicas_in_sync(accelerator: Accelerator, parameters: list[torch.Tensor]) -> None:

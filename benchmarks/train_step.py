@@ -1,27 +1,39 @@
-"""Training step speed: one generator step and one discriminator step with every loss term.
+"""Training step speed: `train_accelerate.train_step` (a G step, a D step with R1, the EMA), timed.
 
-    python benchmarks/train_step.py           # about 4 minutes on a quiet 2-core CPU
-    python benchmarks/train_step.py --quick   # tiny config only, seconds
+    python benchmarks/train_step.py           # about 15 minutes on a quiet 2-core CPU
+    python benchmarks/train_step.py --quick   # tiny config only, under a minute
 
-The step is the one of `train_accelerate.py`, written out here without Accelerate (one process):
-G(I_s, I_t), the cycle pass G(I_t, I_r), `HifiFaceLoss.generator_loss` (shape, id, adv, seg, rec,
-cyc, LPIPS), backward, clipping, Adam; then `discriminator_loss` (logistic + R1), backward, Adam;
-then the EMA of the generator. Under bf16 autocast for the mixed-precision variant, as
-`accelerator.autocast()` does. LPIPS is AlexNet with random backbone weights (`pnet_rand`; the
-ImageNet weights cannot be downloaded here: same FLOPs), the BFM is the synthetic test fixture.
+The step is train_accelerate.py's own: `build_models`, `build_optimizers`, `prepare` and `train_step`
+on one process with an `Accelerator(mixed_precision="bf16")`, as `accelerate launch
+--mixed_precision bf16` runs it (no gradient clipping, the default). Every loss term runs: L_shape
+on the synthetic BFM fixture, L_id, L_adv, L_seg, L_rec, L_cyc and LPIPS on a random VGG16 trunk
+(`pnet_rand`: its ImageNet weights cannot be downloaded here; same FLOPs).
 
-Configs: the tiny config (narrow generator, ArcFace r18, D 8..16) and the paper's full configuration
-(the release generator, ArcFace r100, D 64..512) at the batch this machine's memory allows. Reports
-images/s, peak memory, FLOPs per image (forward and backward, `torch.utils.flop_counter`) and the
-model FLOP utilisation where the device's peak is known (GPUs).
+Variants, run in interleaved rounds on the same models:
+  fp32                  no autocast;
+  bf16                  bf16 autocast, the shape path (F_3d, BFM projection, L_shape) in fp32: the
+                        training default;
+  bf16_shape_autocast   the same with the shape path left to autocast (`keep_full_precision = False`
+                        on F_3d and the BFM): the step before the shape path was held in fp32.
+`shape_fp32_cost` is what holding the shape path in fp32 costs, as a share of the bf16 step:
+1 - t(bf16_shape_autocast) / t(bf16), from the medians and from each round's pair (same-run ratio).
+
+Configs: the tiny config (narrow generator, ArcFace r18, D 8..16; all three variants) and the
+paper's full configuration (the release generator, ArcFace r100, D 64..512; the two bf16 variants
+on a CPU) at the batch this machine's memory allows. Reports
+step time, images/s, peak memory, FLOPs per image (forward and backward, `torch.utils.flop_counter`)
+and the model FLOP utilisation where the device's peak is known (GPUs).
 Writes benchmarks/results/train_step-<machine>.json.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import warnings
+from pathlib import Path
 
+import numpy as np
 import torch
 from common import (
     FIXTURES,
@@ -39,15 +51,19 @@ from common import (
     timing_summary,
 )
 
-from hififace import Discriminator, HifiFace
-from hififace.losses import HifiFaceLoss, dilate_mask
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hififace import HifiFace  # noqa: E402
+from hififace.convert import convert_bfm  # noqa: E402
+from train_accelerate import build_models, build_optimizers, prepare, train_step  # noqa: E402
 
 # Dense bf16 tensor-core peaks (FLOP/s) for the model FLOP utilisation.
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-PLANS = {  # name: (generator, discriminator widths, batch)
-    "cpu": [("tiny", 4), ("full", 2)],
-    "cuda": [("tiny", 16), ("full", 16)],
-    "quick": [("tiny", 2)],
+VARIANTS = ("fp32", "bf16", "bf16_shape_autocast")
+BF16 = VARIANTS[1:]  # the full config's fp32 step takes twice as long and is not what is compared
+PLANS = {  # (config, batch, variants)
+    "cpu": [("tiny", 4, VARIANTS), ("full", 2, BF16)],
+    "cuda": [("tiny", 16, VARIANTS), ("full", 16, VARIANTS)],
+    "quick": [("tiny", 2, VARIANTS)],
 }
 
 
@@ -56,23 +72,24 @@ def add_options(parser) -> None:
 
 
 def main() -> None:
+    from accelerate import Accelerator
+
     args = parse_args(__doc__.splitlines()[0], add_options)
     device = torch.device(args.device)
     machine = machine_info(device)  # the load average before the runs
     plan = PLANS["quick" if args.quick else device.type]
     if args.full_batch:
-        plan = [(n, args.full_batch if n == "full" else b) for n, b in plan]
-    repeats = args.repeats or (1 if args.quick else 2)
-    configs = []
-    for name, batch in plan:
-        configs.append(benchmark(name, batch, args.warmup, repeats, device))
+        plan = [(n, args.full_batch if n == "full" else b, v) for n, b, v in plan]
+    repeats = args.repeats or (2 if args.quick else 5)
+    accelerator = Accelerator(mixed_precision="bf16", cpu=device.type == "cpu")
+    configs = [benchmark(accelerator, *config, args.warmup, repeats) for config in plan]
     save(
         "train_step",
         {
-            "benchmark": "training step: G step + D step with all losses (train_accelerate.py's step)",
+            "benchmark": "training step: train_accelerate.train_step (G step + D step with all losses, EMA)",
             "machine": machine,
             "memory_method": memory_method(device),
-            "flops_method": "torch.utils.flop_counter.FlopCounterMode over one whole step (forward, backward, R1)",
+            "flops_method": "torch.utils.flop_counter.FlopCounterMode over one whole fp32 step (forward, backward, R1)",
             "timing_method": f"{args.warmup} warm-up + {repeats} timed steps per variant, variants interleaved",
             "configs": configs,
         },
@@ -80,30 +97,77 @@ def main() -> None:
     )
 
 
-def benchmark(name: str, batch: int, warmup: int, repeats: int, device: torch.device) -> dict:
+class Step:
+    """train_accelerate.py's models, optimisers and step for one config, switchable between variants."""
+
+    def __init__(self, accelerator, generator: HifiFace, d_widths: tuple[int, int], batch: int):
+        import lpips
+
+        from train_accelerate import parse_args as train_options
+
+        self.accelerator = accelerator
+        with tempfile.TemporaryDirectory() as tmp:
+            convert_bfm(FIXTURES / "bfm_synthetic_front.mat", tmp)
+            options = train_options(
+                ["--data_dir", "unused", "--pretrained_model", "in-memory", "--bfm", tmp, "--lambda_lpips", "0",
+                 "--d_base_channels", str(d_widths[0]), "--d_max_channels", str(d_widths[1])]
+            )  # fmt: skip
+            self.models = build_models(options, generator=generator)
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained`
+            warnings.simplefilter("ignore", UserWarning)
+            self.models.criterion.lpips_fn = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval()
+        self.models.criterion.lpips_fn.requires_grad_(False)
+        self.models.criterion.weights.lpips = 5.0  # the paper's weight, as in training
+        self.optimizers = build_optimizers(options, self.models)
+        prepare(accelerator, self.models, self.optimizers, None)
+        source, target = (x.to(accelerator.device) for x in faces(batch, generator.image_size))
+        self.batch = {
+            "source": source,
+            "target": target,
+            "mask": (target.mean(1, keepdim=True) > 0.4).float(),  # M_tar stand-in
+            "same_identity": torch.arange(batch, device=source.device) % 2 == 0,
+        }
+        self.mask_dilation = options.mask_dilation
+
+    def __call__(self, variant: str) -> dict[str, float]:
+        from accelerate.utils import AutocastKwargs
+
+        generator = self.accelerator.unwrap_model(self.models.generator)
+        keep = variant != "bf16_shape_autocast"
+        generator.identity.face3d.keep_full_precision = self.models.criterion.bfm.keep_full_precision = keep
+        self.accelerator.autocast_handler = AutocastKwargs(enabled=variant != "fp32")
+        result = train_step(
+            self.accelerator, self.models, self.optimizers, self.batch, 0.0, self.mask_dilation
+        )
+        return {k: float(v) for k, v in result.terms.items()}
+
+
+def benchmark(
+    accelerator, name: str, batch: int, variants: tuple[str, ...], warmup: int, repeats: int
+) -> dict:
     print(f"\n== training step, {name} config, batch {batch} ==", flush=True)
     torch.manual_seed(0)
     if name == "tiny":
         generator, d_widths = HifiFace(**TINY), (8, 16)
     else:
         generator, d_widths = release_model(256), (64, 512)
-    step = TrainStep(generator.to(device), Discriminator(256, *d_widths).to(device), device)
-    source, target = (x.to(device) for x in faces(batch, 256))
-    flops = count_flops(lambda: step(source, target, "float32")) / batch
-    runners = {dtype: (lambda dtype=dtype: step(source, target, dtype)) for dtype in ("float32", "bfloat16")}
-    record = run_interleaved(runners, warmup, repeats, device)
-    base = timing_summary(record["float32"]["times"], batch)["median_s"]
-    rows = {}
-    for dtype, r in record.items():
-        row = timing_summary(r["times"], batch, flops)
-        row["ratio_vs_fp32"] = row["median_s"] / base
-        row["peak_memory_bytes"] = r["peak_bytes"]
-        row["memory_increase_bytes"] = r["increase_bytes"]
-        row["losses_of_last_step"] = r["output"]
-        peak = _device_peak(device)
-        if peak and dtype == "bfloat16":
-            row["model_flop_utilisation"] = row["achieved_gflop_per_s"] * 1e9 / peak
-        rows[dtype] = row
+    step = Step(accelerator, generator, d_widths, batch)
+    flops = count_flops(lambda: step("fp32")) / batch
+    runners = {variant: (lambda variant=variant: step(variant)) for variant in variants}
+    record = run_interleaved(runners, warmup, repeats, accelerator.device)
+    rows = {
+        variant: row(record[variant], batch, flops, record.get("fp32"), accelerator.device)
+        for variant in variants
+    }
+    after, before = np.array(record["bf16"]["times"]), np.array(record["bf16_shape_autocast"]["times"])
+    paired = 1 - before / after  # per round: the two variants ran back to back
+    cost = {
+        "from_medians": 1 - rows["bf16_shape_autocast"]["median_s"] / rows["bf16"]["median_s"],
+        "paired_median": float(np.median(paired)),
+        "paired_min": float(paired.min()),
+        "paired_max": float(paired.max()),
+        "target": "at most 0.10 of the bf16 step",
+    }
     print_table(
         [{"variant": k, **v, "peak": gb(v["peak_memory_bytes"])} for k, v in rows.items()],
         [
@@ -113,76 +177,41 @@ def benchmark(name: str, batch: int, warmup: int, repeats: int, device: torch.de
             ("max", "max_s", ".2f"),
             ("img/s", "images_per_s", ".3f"),
             ("GFLOP/s", "achieved_gflop_per_s", ".0f"),
-            ("vs fp32", "ratio_vs_fp32", ".2f"),
             ("peak", "peak", "s"),
         ],
     )
     print(f"FLOPs per image and step: {flops / 1e9:.0f} G")
+    print(
+        f"shape path in fp32 costs {cost['from_medians']:+.1%} of the bf16 step (medians); "
+        f"per round {cost['paired_median']:+.1%} (from {cost['paired_min']:+.1%} to {cost['paired_max']:+.1%})"
+    )
+    model = accelerator.unwrap_model(step.models.generator)
     return {
         "config": name,
         "batch": batch,
-        "generator_parameters": sum(p.numel() for p in generator.parameters() if p.requires_grad),
+        "generator_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "discriminator_widths": d_widths,
         "flops_per_image": flops,
+        "shape_fp32_cost": cost,
         "variants": rows,
     }
 
 
-class TrainStep:
-    """train_accelerate.py's step on one process: G step, D step, EMA."""
-
-    def __init__(self, generator: HifiFace, discriminator: Discriminator, device: torch.device):
-        import lpips
-        from diffusers.training_utils import EMAModel
-
-        from hififace.convert import convert_bfm
-
-        with tempfile.TemporaryDirectory() as tmp:
-            bfm = convert_bfm(FIXTURES / "bfm_synthetic_front.mat", tmp).to(device)
-        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained`
-            warnings.simplefilter("ignore", UserWarning)
-            lpips_fn = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).to(device)
-        self.generator, self.discriminator = generator.train(), discriminator.train()
-        self.criterion = HifiFaceLoss(
-            face3d=generator.identity.face3d,
-            arcface_embed=generator.identity.arcface.embed,
-            bfm=bfm,
-            lpips_fn=lpips_fn,
-        ).to(device)
-        self.trainable = [p for p in generator.parameters() if p.requires_grad]
-        self.ema = EMAModel(self.trainable, decay=0.999)
-        self.opt_g = torch.optim.Adam(self.trainable, lr=1e-4, betas=(0.0, 0.99))
-        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.0, 0.99))
-        self.device = device
-
-    def __call__(self, source: torch.Tensor, target: torch.Tensor, dtype: str) -> dict[str, float]:
-        batch = source.shape[0]
-        mask = dilate_mask((target.mean(1, keepdim=True) > 0.4).float(), 9)  # M_tar stand-in
-        same = torch.arange(batch, device=source.device) % 2 == 0
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-        g, d = self.generator, self.discriminator
-
-        d.requires_grad_(False)
-        with autocast:
-            out = g(source, target)
-            cycled = g(target, out.image).image
-            loss_g, terms = self.criterion.generator_loss(
-                out, target, mask, same, discriminator=d, cycled=cycled
-            )
-        d.requires_grad_(True)
-        loss_g.backward()
-        torch.nn.utils.clip_grad_norm_(self.trainable, 10.0)
-        self.opt_g.step()
-        self.opt_g.zero_grad(set_to_none=True)
-
-        with autocast:
-            loss_d, d_terms = self.criterion.discriminator_loss(d, target, out.image)
-        loss_d.backward()
-        torch.nn.utils.clip_grad_norm_(d.parameters(), 10.0)
-        self.opt_d.step()
-        self.opt_d.zero_grad(set_to_none=True)
-        self.ema.step(self.trainable)
-        return {k: float(v) for k, v in {**terms, **d_terms}.items()}
+def row(record: dict, batch: int, flops: float, fp32: dict | None, device: torch.device) -> dict:
+    """One variant's timing summary, memory and last losses."""
+    summary = timing_summary(record["times"], batch, flops)
+    if fp32 is not None:
+        summary["ratio_vs_fp32"] = summary["median_s"] / float(np.median(fp32["times"]))
+        summary["paired_ratio_vs_fp32"] = float(
+            np.median(np.array(record["times"]) / np.array(fp32["times"]))
+        )
+    summary["peak_memory_bytes"] = record["peak_bytes"]
+    summary["memory_increase_bytes"] = record["increase_bytes"]
+    summary["losses_of_last_step"] = record["output"]
+    peak = _device_peak(device)
+    if peak:
+        summary["model_flop_utilisation"] = summary["achieved_gflop_per_s"] * 1e9 / peak
+    return summary
 
 
 def _device_peak(device: torch.device) -> float | None:

@@ -11,6 +11,11 @@ non-saturating logistic loss and an R1 penalty on real images.
 
 Conventions: images are RGB in [0, 1], NCHW; "L1" is the mean absolute difference over all elements
 (`F.l1_loss`), so terms do not scale with the image size; losses are scalars averaged over the batch.
+
+Precision under bf16/fp16 autocast: the shape path (F_3d, the BFM projection, L_shape) runs in fp32
+(`hififace.priors.face3d.full_precision`), and the R1 penalty is computed in fp32 from an inner
+gradient that can be loss-scaled (`r1_penalty`'s `grad_scale`), as in PyTorch's AMP recipe for
+gradient penalties.
 """
 
 from __future__ import annotations
@@ -56,10 +61,24 @@ def _pair_weights(same_identity: Tensor, batch: int, like: Tensor) -> Tensor:
     return same_identity.to(device=like.device, dtype=like.dtype)
 
 
-def _mean_over_pairs(per_sample: Tensor, weights: Tensor) -> Tensor:
+def _at_least_fp32(x: Tensor) -> Tensor:
+    """`x` in fp32 when it is in a 16-bit float type (fp64 stays fp64)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _shrink_like_generator(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Nearest-neighbour resize: the generator fills I_low's background with exactly this of I_t
+    (`SemanticFacialFusion`, Eq. 3), so L_rec's target for I_low must be the same samples or it would
+    leave a residual where M_low = 0 and push M_low up."""
+    return F.interpolate(x, size=tuple(size), mode="nearest")
+
+
+def _mean_over_pairs(per_sample: Tensor, weights: Tensor, num_pairs: Tensor | float | None) -> Tensor:
     # With no same-identity pair this is 0 and still part of the graph (every rank of a distributed
     # run then backpropagates through the same terms).
-    return (per_sample * weights).sum() / weights.sum().clamp(min=1.0)
+    if num_pairs is None:
+        num_pairs = weights.sum().clamp(min=1.0)
+    return (per_sample * weights).sum() / num_pairs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -79,8 +98,9 @@ def shape_loss(q_fuse: Tensor, q_r: Tensor, q_low: Tensor) -> Tensor:
     """
     _check_same_shape("q_fuse", q_fuse, "q_r", q_r)
     _check_same_shape("q_fuse", q_fuse, "q_low", q_low)
-    q_fuse = q_fuse.detach()
-    return F.l1_loss(q_r, q_fuse) + F.l1_loss(q_low, q_fuse)
+    # fp32 even under autocast: the landmarks are pixel coordinates up to ~224 (see face3d.full_precision)
+    q_fuse = _at_least_fp32(q_fuse.detach())
+    return F.l1_loss(_at_least_fp32(q_r), q_fuse) + F.l1_loss(_at_least_fp32(q_low), q_fuse)
 
 
 def identity_loss(v_source: Tensor, v_result: Tensor, v_low: Tensor) -> Tensor:
@@ -118,22 +138,39 @@ def discriminator_adversarial_loss(real_logits: Tensor, fake_logits: Tensor) -> 
     return _logistic_real(real_logits) + _logistic_fake(fake_logits)
 
 
-def r1_penalty(real_logits: Tensor, real_images: Tensor, gamma: float = 1.0) -> Tensor:
+def r1_penalty(
+    real_logits: Tensor, real_images: Tensor, gamma: float = 1.0, grad_scale: float = 1.0
+) -> Tensor:
     """R1 gradient penalty on real images (Mescheder et al., ICML 2018; used by StarGAN v2).
 
     R1 = gamma / 2 * E_x ||grad_x D(x)||^2, the squared norm summed over each image's pixels and
-    channels and averaged over the batch. With gamma = 1 this is StarGAN v2's `r1_reg` times its
-    `lambda_reg = 1` (and StyleGAN2's `r1_gamma / 2` convention).
+    channels and averaged over the batch: StarGAN v2's `r1_reg` times `gamma` (its `lambda_reg`).
+    x must be the image D's convolutions see, in [-1, 1] as StarGAN v2 trains: the gradient with
+    respect to a [0, 1] image mapped to 2x - 1 inside D is twice as large and its square 4x.
+
+    Mixed precision (PyTorch's AMP recipe for gradient penalties): the inner gradient is taken of the
+    logits times `grad_scale` (the GradScaler's scale under fp16, so small input gradients do not
+    underflow in D's fp16 backward), then unscaled; the penalty is computed in fp32 outside autocast.
+    An overflow makes the penalty non-finite, which the GradScaler then handles as a skipped step.
 
     Args:
         real_logits (Tensor (B,)): D(real_images), computed with the graph kept.
-        real_images (Tensor (B, 3, S, S)): the real batch; must require grad before D is applied.
+        real_images (Tensor (B, 3, S, S)): the real batch in [-1, 1], the input of D's convolutions;
+            must require grad before D is applied.
         gamma (float, 1.0): penalty weight.
+        grad_scale (float, 1.0): loss scale of the inner gradient (1 outside fp16 training).
     """
     if not real_images.requires_grad:
         raise ValueError("real_images must require grad before the discriminator is applied")
-    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
-    return 0.5 * gamma * grad.pow(2).flatten(1).sum(1).mean()
+    batch = real_logits.shape[0]
+    with torch.autocast(real_logits.device.type, enabled=False):
+        # grad of the sum = batch * grad of the mean (images are independent in D). The mean gives each
+        # logit an upstream gradient of scale / batch, as D's own loss does, so the inner fp16 backward
+        # overflows no sooner than D's; the sum would already overflow fp16 (65504) at the default 2^16.
+        scaled = _at_least_fp32(real_logits).mean() * grad_scale
+        (grad,) = torch.autograd.grad(scaled, real_images, create_graph=True)
+        grad = _at_least_fp32(grad) * (batch / grad_scale)
+        return 0.5 * gamma * grad.pow(2).flatten(1).sum(1).mean()
 
 
 def segmentation_loss(mask_target: Tensor, mask_low: Tensor, mask: Tensor) -> Tensor:
@@ -152,24 +189,31 @@ def segmentation_loss(mask_target: Tensor, mask_low: Tensor, mask: Tensor) -> Te
     return F.l1_loss(mask_low, _resize(mask_target, mask_low.shape[-2:])) + F.l1_loss(mask, mask_target)
 
 
-def reconstruction_loss(image: Tensor, image_low: Tensor, target: Tensor, same_identity: Tensor) -> Tensor:
+def reconstruction_loss(
+    image: Tensor, image_low: Tensor, target: Tensor, same_identity: Tensor, num_pairs: Tensor | None = None
+) -> Tensor:
     """Reconstruction loss L_rec of the paper's L_real, on same-identity pairs.
 
     L_rec = L1(I_r, I_t) + L1(I_low, resize(I_t)), averaged over the pairs with I_s and I_t of the
-    same person (0, with a graph, when there are none). I_t is shrunk to I_low's size bilinearly with
-    antialiasing.
+    same person (0, with a graph, when there are none). I_t is shrunk to I_low's size by the same
+    nearest-neighbour sampling the generator uses for I_low's background, so a perfect I_low with
+    M_low = 0 outside the face costs nothing.
 
     Args:
         image (Tensor (B, 3, S, S)): result I_r.
         image_low (Tensor (B, 3, s, s)): low-resolution result I_low.
         target (Tensor (B, 3, S, S)): target I_t.
         same_identity (Tensor (B,), bool or 0/1 float): which pairs share the identity.
+        num_pairs (Tensor or None, None): what the sum over pairs is divided by; None: this batch's
+            same-identity pairs. Data-parallel training passes the global count over the processes
+            divided by their number, so that the averaged gradients are those of the global mean.
     """
     _check_same_shape("image", image, "target", target)
     weights = _pair_weights(same_identity, image.shape[0], image)
+    target_low = _shrink_like_generator(target, image_low.shape[-2:])
     per_sample = (image - target).abs().flatten(1).mean(1)
-    per_sample = per_sample + (image_low - _resize(target, image_low.shape[-2:])).abs().flatten(1).mean(1)
-    return _mean_over_pairs(per_sample, weights)
+    per_sample = per_sample + (image_low - target_low).abs().flatten(1).mean(1)
+    return _mean_over_pairs(per_sample, weights, num_pairs)
 
 
 def cycle_loss(target: Tensor, cycled: Tensor) -> Tensor:
@@ -180,7 +224,11 @@ def cycle_loss(target: Tensor, cycled: Tensor) -> Tensor:
 
 
 def lpips_loss(
-    lpips_fn: Callable[..., Tensor], image: Tensor, target: Tensor, same_identity: Tensor
+    lpips_fn: Callable[..., Tensor],
+    image: Tensor,
+    target: Tensor,
+    same_identity: Tensor,
+    num_pairs: Tensor | None = None,
 ) -> Tensor:
     """Perceptual loss L_lpips of the paper's L_real: LPIPS (Zhang et al., CVPR 2018) between I_r and I_t
     on same-identity pairs.
@@ -191,13 +239,14 @@ def lpips_loss(
         image (Tensor (B, 3, S, S)): result I_r.
         target (Tensor (B, 3, S, S)): target I_t.
         same_identity (Tensor (B,), bool or 0/1 float): which pairs share the identity.
+        num_pairs (Tensor or None, None): divisor of the sum over pairs, as in `reconstruction_loss`.
 
     Returns the distance averaged over the same-identity pairs (0, with a graph, when there are none).
     """
     _check_same_shape("image", image, "target", target)
     weights = _pair_weights(same_identity, image.shape[0], image)
     distance = lpips_fn(image, target, normalize=True).reshape(image.shape[0])
-    return _mean_over_pairs(distance, weights)
+    return _mean_over_pairs(distance, weights, num_pairs)
 
 
 def dilate_mask(mask: Tensor, kernel_size: int) -> Tensor:
@@ -304,6 +353,7 @@ class HifiFaceLoss(nn.Module):
         *,
         discriminator: ImageFn,
         cycled: Tensor | None = None,
+        num_pairs: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The generator's objective L = L_sid + L_real.
 
@@ -315,6 +365,8 @@ class HifiFaceLoss(nn.Module):
             discriminator (callable): images -> logits (B,).
             cycled (Tensor (B, 3, S, S) or None): G(source=I_t, target=I_r), computed by the caller;
                 None leaves the cycle term out.
+            num_pairs (Tensor or None, None): divisor of L_rec and L_lpips (see `reconstruction_loss`);
+                None: this batch's same-identity pairs.
 
         Returns `(total, terms)`: the weighted sum (with graph) and the detached terms
         `loss/G/{shape,id,adv,seg,rec,cyc,lpips,total}` (cyc and lpips only when computed).
@@ -326,19 +378,19 @@ class HifiFaceLoss(nn.Module):
         c_fuse = out.identity[:, :_NUM_COEFFS]
         v_source = out.identity[:, _NUM_COEFFS:].detach()
 
-        bfm, face3d, embed = self.bfm, self.face3d, self.arcface_embed
+        embed = self.arcface_embed
         computed = {
-            "shape": lambda: shape_loss(bfm(c_fuse), bfm(face3d(image)), bfm(face3d(image_low_up))),
+            "shape": lambda: shape_loss(*self.shape_landmarks(c_fuse, image, image_low_up)),
             "id": lambda: identity_loss(v_source, embed(image), embed(image_low_up)),
             "adv": lambda: generator_adversarial_loss(discriminator(image)),
             "seg": lambda: segmentation_loss(mask_target, out.mask_low, out.mask),
-            "rec": lambda: reconstruction_loss(image, image_low, target, same_identity),
+            "rec": lambda: reconstruction_loss(image, image_low, target, same_identity, num_pairs),
         }
         if cycled is not None:
             computed["cyc"] = lambda: cycle_loss(target, cycled)
         if self.lpips_fn is not None:
-            computed["lpips"] = lambda: lpips_loss(self.lpips_fn, image, target, same_identity)
-        if w.shape != 0 and bfm is None:
+            computed["lpips"] = lambda: lpips_loss(self.lpips_fn, image, target, same_identity, num_pairs)
+        if w.shape != 0 and self.bfm is None:
             raise ValueError("the shape loss needs the BFM landmark model (or a shape weight of 0)")
         # a term weighted 0 is left out, so its networks (F_3d, F_id, D, LPIPS) do not run at all
         terms = {name: term() for name, term in computed.items() if getattr(w, name) != 0}
@@ -346,25 +398,42 @@ class HifiFaceLoss(nn.Module):
         total = sum(getattr(w, name) * value for name, value in terms.items())
         return total, self._named("G", terms, total)
 
+    def shape_landmarks(self, c_fuse: Tensor, image: Tensor, image_low_up: Tensor) -> tuple[Tensor, ...]:
+        """The landmarks L_shape compares: q_fuse (of c_fuse), q_r (of I_r), q_low (of I_low).
+
+        Args:
+            c_fuse (Tensor (B, 257)): fused 3DMM coefficients (the first part of v_sid).
+            image (Tensor (B, 3, S, S)): I_r.
+            image_low_up (Tensor (B, 3, S, S)): I_low upsampled to S.
+
+        Each (B, 68, 2), in fp32 also under autocast when F_3d and the BFM are hififace's modules.
+        """
+        bfm, face3d = self.bfm, self.face3d
+        return bfm(c_fuse), bfm(face3d(image)), bfm(face3d(image_low_up))
+
     def discriminator_loss(
-        self, discriminator: ImageFn, real_images: Tensor, fake_images: Tensor
+        self, discriminator: ImageFn, real_images: Tensor, fake_images: Tensor, grad_scale: float = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The discriminator's objective: logistic loss plus R1 (gamma = `weights.r1_gamma`) on reals.
 
         Args:
-            discriminator (callable): images -> logits (B,).
+            discriminator (callable): images in [0, 1] -> logits (B,), mapping them to [-1, 1] first as
+                `hififace.models.Discriminator` does; R1 is taken with respect to that [-1, 1] image.
             real_images (Tensor (B, 3, S, S)): real faces (the targets I_t).
             fake_images (Tensor (B, 3, S, S)): results I_r; detached here.
+            grad_scale (float, 1.0): the GradScaler's scale under fp16 (see `r1_penalty`).
 
         Returns `(total, terms)` with the detached terms `loss/D/{real,fake,r1,total}`.
         """
-        real_images = real_images.detach().requires_grad_(True)
-        real_logits = discriminator(real_images)
+        # StarGAN v2 differentiates with respect to the [-1, 1] image its convolutions see: make that
+        # image the leaf and give D (s + 1) / 2, which D maps back to s with a derivative of exactly 1.
+        signed = (real_images.detach() * 2.0 - 1.0).requires_grad_(True)
+        real_logits = discriminator((signed + 1.0) / 2.0)
         fake_logits = discriminator(fake_images.detach())
         terms = {
             "real": _logistic_real(real_logits),
             "fake": _logistic_fake(fake_logits),
-            "r1": r1_penalty(real_logits, real_images, gamma=self.weights.r1_gamma),
+            "r1": r1_penalty(real_logits, signed, self.weights.r1_gamma, grad_scale),
         }
         total = terms["real"] + terms["fake"] + terms["r1"]
         return total, self._named("D", terms, total)

@@ -129,7 +129,7 @@ def test_targets_shrink_with_antialiasing():
 
 def test_reconstruction_loss_values():
     target = _images(3)
-    low_target = F.interpolate(target, size=S // 4, mode="bilinear", antialias=True)
+    low_target = F.interpolate(target, size=S // 4, mode="nearest")  # as the generator samples I_t
     same = torch.tensor([True, True, True])
     assert reconstruction_loss(target, low_target, target, same).item() == pytest.approx(0.0, abs=1e-6)
 
@@ -415,7 +415,8 @@ def test_discriminator_loss_r1_uses_the_gamma_weight():
     _, terms = _loss(weights=LossWeights(r1_gamma=10.0)).discriminator_loss(
         linear_d, _images(2), _images(2, seed=1)
     )
-    assert terms["loss/D/r1"].item() == pytest.approx(0.5 * 10.0 * w.pow(2).sum().item(), rel=1e-5)
+    # D(x) = w·x on [0, 1] images is (w / 2)·s on the [-1, 1] image s = 2x - 1: the gradient is w / 2
+    assert terms["loss/D/r1"].item() == pytest.approx(0.5 * 10.0 * (w / 2).pow(2).sum().item(), rel=1e-5)
 
 
 def test_terms_weighted_zero_are_not_computed():
@@ -432,3 +433,111 @@ def test_terms_weighted_zero_are_not_computed():
     assert calls == []  # F_3d never ran
     with pytest.raises(ValueError, match="needs the BFM"):
         HifiFaceLoss(face3d, _ArcFace(), None).generator_loss(out, target, mask_target, same, discriminator=d)
+
+
+# ----------------------------------------------------------------------------------------------
+# Faithfulness details: R1 as StarGAN v2 takes it, loss-scaled R1, I_low's target, global pair counts
+
+
+def _stargan_v2_logits(d: Discriminator, signed: torch.Tensor) -> torch.Tensor:
+    # StarGAN v2's discriminator body on [-1, 1] images, written out from d's layers
+    h = d.conv_in(signed)
+    for block in d.blocks:
+        h = block(h)
+    h = d.conv_out(F.leaky_relu(d.conv_4x4(F.leaky_relu(h, 0.2)), 0.2))
+    return h.flatten()
+
+
+@pytest.mark.parametrize("gamma", [1.0, 10.0])
+def test_r1_is_stargan_v2_r1_reg_on_the_signed_image(gamma):
+    torch.manual_seed(0)
+    d = Discriminator(image_size=S, base_channels=4, max_channels=8).double()
+    real = _images(3).double()
+    # StarGAN v2 `r1_reg`: 0.5 * mean over the batch of the summed squared gradient w.r.t. x in [-1, 1]
+    x = (real * 2 - 1).requires_grad_(True)
+    (grad,) = torch.autograd.grad(_stargan_v2_logits(d, x).sum(), x)
+    expected = gamma * 0.5 * grad.pow(2).reshape(3, -1).sum(1).mean()
+    _, terms = _loss(weights=LossWeights(r1_gamma=gamma)).discriminator_loss(
+        d, real, _images(3, seed=1).double()
+    )
+    torch.testing.assert_close(terms["loss/D/r1"], expected, rtol=1e-6, atol=0)
+    # the [0, 1]-input gradient would have given four times this
+    y = real.clone().requires_grad_(True)
+    (grad01,) = torch.autograd.grad(d(y).sum(), y)
+    torch.testing.assert_close(gamma * 0.5 * grad01.pow(2).reshape(3, -1).sum(1).mean(), 4 * expected)
+
+
+def _quiet_discriminator() -> Discriminator:
+    # input gradients around 1e-9, below fp16's smallest subnormal (6e-8): an unscaled fp16 backward
+    # loses them. Three layers shrunk 100x (weights still normal fp16 numbers), not one by 1e-6.
+    torch.manual_seed(0)
+    d = Discriminator(image_size=S, base_channels=4, max_channels=8)
+    with torch.no_grad():
+        for layer in (d.conv_in, d.conv_4x4, d.conv_out):
+            layer.weight.mul_(1e-2)
+    return d
+
+
+def test_r1_under_fp16_autocast_is_loss_scaled():
+    d, real, fake = _quiet_discriminator(), _images(2), _images(2, seed=1)
+    loss = _loss()
+    _, fp32 = loss.discriminator_loss(d, real, fake)
+    reference = fp32["loss/D/r1"].item()
+    assert 1e-16 < reference < 1e-13  # tiny, as meant
+
+    def r1_fp16(grad_scale: float) -> float:
+        with torch.autocast("cpu", dtype=torch.float16):
+            total, terms = loss.discriminator_loss(d, real, fake, grad_scale=grad_scale)
+        assert total.dtype == torch.float32
+        return terms["loss/D/r1"].item()
+
+    scaler = torch.amp.GradScaler("cpu")  # its default scale, 2^16
+    assert r1_fp16(scaler.get_scale()) == pytest.approx(reference, rel=0.01, abs=0)
+    # without the scale the fp16 backward underflows and R1 silently weakens
+    assert r1_fp16(1.0) < 0.5 * reference
+
+
+def test_r1_overflow_is_left_to_the_grad_scaler():
+    torch.manual_seed(0)
+    d = Discriminator(image_size=S, base_channels=4, max_channels=8)
+    with torch.autocast("cpu", dtype=torch.float16):
+        _, terms = _loss().discriminator_loss(d, _images(2), _images(2, seed=1), grad_scale=2.0**40)
+    assert not math.isfinite(terms["loss/D/r1"].item())  # a GradScaler skips such a step and backs off
+
+
+def test_reconstruction_target_for_i_low_is_the_generators_background():
+    from hififace import HifiFace
+
+    torch.manual_seed(0)
+    g = HifiFace(base_channels=8, max_channels=16, arcface_depth=18, face3d_input_size=64).eval()
+    with torch.no_grad():  # M_low = 0: I_low is the generator's own downsample of I_t
+        g.sff.mask_low_head.weight.zero_()
+        g.sff.mask_low_head.bias.fill_(-100.0)
+        target = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+        out = g(torch.rand(2, 3, 256, 256), target)
+    same = torch.ones(2)
+    value = reconstruction_loss(target, out.image_low, target, same)
+    assert value.item() == 0.0
+    # the old antialiased bilinear target left an irreducible residual there
+    bilinear = F.interpolate(target, size=64, mode="bilinear", antialias=True)
+    assert (out.image_low - bilinear).abs().mean().item() > 0.05
+
+
+def test_pair_count_given_by_the_caller_divides_the_sum():
+    target = _images(4)
+    image = target + torch.tensor([0.1, 0.2, 0.3, 0.4]).view(4, 1, 1, 1)
+    low = F.interpolate(target, size=S // 4, mode="nearest")
+    same = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    whole = reconstruction_loss(image, low, target, same)
+    assert whole.item() == pytest.approx((0.1 + 0.3) / 2)
+    # two processes, one pair each would be the local mean; with the global count (2 pairs over 2
+    # processes: 1 per process) each process's term averages to the same global mean
+    halves = [
+        reconstruction_loss(
+            image[i : i + 2], low[i : i + 2], target[i : i + 2], same[i : i + 2], torch.tensor(1.0)
+        )
+        for i in (0, 2)
+    ]
+    assert (halves[0] + halves[1]).item() / 2 == pytest.approx(whole.item())
+    distance = lpips_loss(_l1_distance, image, target, same, num_pairs=torch.tensor(4.0))
+    assert distance.item() == pytest.approx((0.1 + 0.3) / 4)

@@ -212,3 +212,51 @@ def test_priors_reproduce_the_release_identity_vector():
         c_s, c_t = face3d(source), face3d(target)
         v_sid = torch.cat([c_s[:, :80], c_t[:, 80:], arcface.embed(source)], dim=1)
     np.testing.assert_allclose(v_sid.numpy(), golden["v_sid"], rtol=0, atol=1e-5)
+
+
+# Precision of the shape path under autocast
+
+
+def _shape_landmarks_under(dtype: torch.dtype | None, keep_full_precision: bool = True) -> list[torch.Tensor]:
+    """q_fuse, q_r, q_low of L_shape on a tiny generator's swap, the whole path under `dtype` autocast."""
+    from hififace import HifiFace
+    from hififace.losses import HifiFaceLoss
+
+    torch.manual_seed(0)
+    g = HifiFace(base_channels=8, max_channels=16, arcface_depth=18, face3d_input_size=64).eval()
+    with torch.no_grad():  # coefficients of a real face's size: landmarks between 18 and 209 px
+        for head in g.identity.face3d.final_layers:
+            head.weight.mul_(0.05)
+            head.bias.zero_()
+    bfm = BFMLandmarks.from_mat(FIXTURES / "bfm_synthetic_front.mat")
+    g.identity.face3d.keep_full_precision = bfm.keep_full_precision = keep_full_precision
+    criterion = HifiFaceLoss(g.identity.face3d, g.identity.arcface.embed, bfm)
+    source, target = torch.rand(2, 3, 256, 256), torch.rand(2, 3, 256, 256)
+    with torch.no_grad():
+        out = g(source, target)  # the same I_r and I_low for every precision
+        low_up = F.interpolate(out.image_low, size=256, mode="bilinear", align_corners=False)
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            c_fuse = g(source, target).identity[:, :257]
+            return list(criterion.shape_landmarks(c_fuse, out.image, low_up))
+
+
+def test_shape_landmarks_stay_fp32_under_bf16_autocast():
+    reference = _shape_landmarks_under(None)
+    assert 100 < max(q.max().item() for q in reference) < 224  # beyond 128 px, where bf16 steps are 1 px
+    for name, q, q32 in zip(
+        ("q_fuse", "q_r", "q_low"), _shape_landmarks_under(torch.bfloat16), reference, strict=True
+    ):
+        assert q.dtype == torch.float32, name
+        assert (q - q32).abs().max().item() < 0.01, name
+    # what the test guards against: the same path left to autocast is off by most of a pixel
+    loose = _shape_landmarks_under(torch.bfloat16, keep_full_precision=False)
+    assert max((q.float() - q32).abs().max().item() for q, q32 in zip(loose, reference, strict=True)) > 0.25
+
+
+def test_face3d_under_autocast_keeps_its_gradient():
+    model = Face3DRegressor(input_size=64).eval()
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        coeffs = model(x)
+    assert coeffs.dtype == torch.float32
+    assert_input_gets_gradient(coeffs, x)

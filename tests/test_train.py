@@ -1,10 +1,14 @@
 """`accelerate launch train_accelerate.py` end to end on real face crops, on the CPU.
 
 A tiny generator (with full-size but randomly initialised priors), the synthetic BFM, a random
-face parser for the masks and LPIPS on a random AlexNet (torchvision reads it from TORCH_HOME, as
-it would read the downloaded ImageNet weights): the plumbing is real, the weights are not.
+face parser for the masks and LPIPS on a random VGG16 (the default) or AlexNet (torchvision reads
+them from TORCH_HOME, as it would read the downloaded ImageNet weights; lpips' own linear layers
+ship in its package): the plumbing is real, the weights are not. Also: `train_step` in-process
+(fp16 GradScaler skips) and the L_rec normalisation under two-process DDP.
 """
 
+import json
+import math
 import os
 import subprocess
 import sys
@@ -23,6 +27,26 @@ from hififace.faces import load_detector
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "train_accelerate.py"
+
+
+def _random_imagenet_trunks(checkpoints: Path) -> None:
+    """Random stand-ins for the torchvision ImageNet files LPIPS loads: AlexNet and VGG16."""
+    from torchvision.models import alexnet, vgg16
+
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.save(alexnet().state_dict(), checkpoints / "alexnet-owt-7be5be79.pth")
+    with torch.device("meta"):
+        shapes = {name: value.shape for name, value in vgg16().state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for name, shape in shapes.items():
+        if name.startswith("features.") and name.endswith(".weight"):  # He-scaled random convolutions
+            state[name] = torch.randn(shape, generator=g) * math.sqrt(2.0 / math.prod(shape[1:]))
+        else:
+            # biases, and the 120 M classifier values LPIPS never runs: one stored zero broadcast to
+            # each shape (torch.save keeps the view), so the file is 59 MB instead of 528 MB
+            state[name] = torch.zeros(1).expand(shape)
+    torch.save(state, checkpoints / "vgg16-397923af.pth")
 
 
 def _faces_tree(raw: Path) -> None:
@@ -58,12 +82,8 @@ def workspace(tmp_path_factory, fixtures_dir):
         root / "model"
     )
     convert_bfm(fixtures_dir / "bfm_synthetic_front.mat", root / "bfm")
-    # LPIPS's AlexNet trunk: torchvision loads the ImageNet file from TORCH_HOME when it is there.
-    from torchvision.models import alexnet
-
-    checkpoints = root / "torch-home" / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.save(alexnet().state_dict(), checkpoints / "alexnet-owt-7be5be79.pth")
+    # LPIPS's trunks: torchvision loads the ImageNet files from TORCH_HOME when they are there.
+    _random_imagenet_trunks(root / "torch-home" / "hub" / "checkpoints")
     return root
 
 
@@ -173,6 +193,7 @@ def test_overfitting_a_few_faces_lowers_the_reconstruction_loss(workspace):
     result = launch(
         workspace, "overfit", "--max_train_steps", "40", "--checkpointing_steps", "1000", "--learning_rate", "1e-3",
         "--same_identity_ratio", "1", "--no-flip", "--sample_steps", "1000",
+        "--lpips_net", "alex",  # 40 steps: the lighter trunk (the default VGG runs in the other runs)
     )  # fmt: skip
     assert result.returncode == 0, result.log[-4000:]
     events = EventAccumulator(
@@ -211,3 +232,93 @@ def test_options_have_defaults_help_and_yaml(tmp_path):
         "--lambda_lpips",
     ):
         assert option in text
+
+
+def test_two_processes_normalise_l_rec_by_the_global_pair_count(tmp_path):
+    """The same global batch on one process and split over two DDP processes (2 pairs and 1 pair)."""
+    results = {}
+    for processes in (1, 2):
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
+        command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--num_processes", str(processes)]
+        if processes > 1:
+            command += ["--multi_gpu", "--main_process_port", "29518"]
+        out = tmp_path / f"{processes}.json"
+        command += [str(REPO / "tests" / "ddp_pair_count.py"), str(out)]
+        env = dict(os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+        results[processes] = json.loads(out.read_text())
+    one, two = results[1], results[2]
+    assert two["processes"] == 2
+    assert one["value"] == pytest.approx(one["single_value"], rel=1e-6)
+    assert two["value"] == pytest.approx(one["single_value"], rel=1e-6)
+    np.testing.assert_allclose(two["grad"], one["single_grad"], rtol=1e-5, atol=1e-9)
+    # what it guards against: each process dividing by its own count is measurably off
+    assert abs(two["value_with_local_counts"] - one["single_value"]) > 1e-3
+
+
+@pytest.fixture(scope="module")
+def tiny_parts(tmp_path_factory, fixtures_dir):
+    root = tmp_path_factory.mktemp("step")
+    HifiFace(base_channels=8, max_channels=16, arcface_depth=18, face3d_input_size=64).save_pretrained(
+        root / "model"
+    )
+    convert_bfm(fixtures_dir / "bfm_synthetic_front.mat", root / "bfm")
+    return root
+
+
+def test_a_step_the_grad_scaler_skips_leaves_ema_and_schedules_unchanged(tiny_parts):
+    sys.path.insert(0, str(REPO))
+    from accelerate import Accelerator
+
+    from train_accelerate import build_models, build_optimizers, parse_args, prepare, train_step
+
+    args = parse_args(
+        ["--data_dir", "unused", "--pretrained_model", str(tiny_parts / "model"), "--bfm", str(tiny_parts / "bfm"),
+         "--lambda_lpips", "0", "--d_base_channels", "8", "--d_max_channels", "16",
+         "--lr_scheduler", "linear", "--max_train_steps", "10"]
+    )  # fmt: skip
+    accelerator = Accelerator(cpu=True)
+    # fp16's GradScaler (an fp16 Accelerator needs a GPU): at an infinite scale every gradient
+    # overflows, so the scaler skips each optimiser step as it does after an fp16 overflow
+    accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=float("inf"))
+    models = build_models(args)
+    optimizers = build_optimizers(args, models)
+    prepare(accelerator, models, optimizers, None)
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "source": torch.rand(2, 3, 256, 256, generator=g),
+        "target": torch.rand(2, 3, 256, 256, generator=g),
+        "mask": (torch.rand(2, 1, 256, 256, generator=g) > 0.5).float(),
+        "same_identity": torch.tensor([True, False]),
+    }
+
+    def state():
+        return (
+            [p.detach().clone() for p in models.ema.shadow_params],
+            models.ema.optimization_step,
+            optimizers.generator_schedule.get_last_lr(),
+            optimizers.discriminator_schedule.get_last_lr(),
+            [p.detach().clone() for p in models.trainable[:3]],
+        )
+
+    def unchanged(before, after):
+        return (
+            all(torch.equal(a, b) for a, b in zip(before[0], after[0], strict=True))
+            and before[1:4] == after[1:4]
+            and all(torch.equal(a, b) for a, b in zip(before[4], after[4], strict=True))
+        )
+
+    before = state()
+    result = train_step(accelerator, models, optimizers, batch)
+    assert not result.updated_g and not result.updated_d
+    assert unchanged(before, state())
+
+    accelerator.scaler.update(new_scale=1.0)  # a scale that does not overflow: the same step updates
+    result = train_step(accelerator, models, optimizers, batch)
+    assert result.finite and result.updated_g and result.updated_d
+    after = state()
+    assert after[1] == before[1] + 1  # the EMA stepped once
+    assert after[2] != before[2] and after[3] != before[3]  # so did both schedules
+    assert not any(torch.equal(a, b) for a, b in zip(before[4], after[4], strict=True))
+    assert set(result.terms) >= {"grad_norm/G", "grad_norm/D", "loss/D/r1", "loss/G/rec"}

@@ -70,7 +70,9 @@ class ArcFace(
 
     The arcface_torch code is MIT-licensed; insightface's pretrained models (and the data they were
     trained on) are for non-commercial research only, which is why the model card says "other".
-    Runs in fp32 (arcface_torch's optional fp16 autocast is not reproduced).
+    Precision: fp32 by default; inside a bf16/fp16 autocast region (mixed-precision training or
+    inference) its convolutions and linear layers follow autocast like the generator's. Only the
+    3DMM path (F_3d, BFM landmarks, L_shape) is held in fp32, see `hififace.priors.face3d`.
 
     Args:
         depth (int, 100): IResNet depth, one of 18, 34, 50, 100, 200.

@@ -37,6 +37,17 @@ NUM_LANDMARKS = 68
 RESNET50_LAYERS = (3, 4, 6, 3)
 
 
+def full_precision(x: torch.Tensor, like: torch.Tensor) -> tuple[torch.autocast, torch.Tensor]:
+    """An autocast-off context for `x`'s device and `x` in `like`'s floating dtype.
+
+    The 3DMM path (F_3d's coefficients, the BFM projection and the shape loss) runs in the dtype of
+    its own weights, fp32 unless the caller converted the module, even inside a bf16/fp16 autocast
+    region: bf16 keeps 8 significant bits, so landmarks beyond 128 px snap to whole pixels and an L1
+    loss on them cannot see the sub-pixel shape errors left late in training.
+    """
+    return torch.autocast(x.device.type, enabled=False), x.to(like.dtype)
+
+
 def coeff_part(coeffs: torch.Tensor, name: str) -> torch.Tensor:
     """The `name` group ("id", "exp", "tex", "angle", "gamma", "trans") of coefficients (B, 257)."""
     start, stop = COEFF_LAYOUT[name]
@@ -116,7 +127,12 @@ class Face3DRegressor(
             release feeds its 256 crops unresized, which is `input_size=256`.
         coeff_dims (sequence of int, (80, 64, 80, 3, 27, 2, 1)): output size of each 1×1 head,
             concatenated in this order (id, exp, tex, angle, gamma, txy, tz).
+
+    Precision: runs in its weights' dtype (fp32) also under autocast (see `full_precision`); set the
+    attribute `keep_full_precision = False` to let autocast choose (only to measure what it saves).
     """
+
+    keep_full_precision = True
 
     def __init__(self, input_size: int = 224, coeff_dims: Sequence[int] = COEFF_DIMS):
         super().__init__()
@@ -130,6 +146,13 @@ class Face3DRegressor(
         """Coefficients (B, 257) of faces (B, 3, H, W), RGB in [0, 1] (no normalisation)."""
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(image.shape)}")
+        if self.keep_full_precision and torch.is_autocast_enabled(image.device.type):
+            no_autocast, image = full_precision(image, self.backbone.conv1.weight)
+            with no_autocast:
+                return self._regress(image)
+        return self._regress(image)
+
+    def _regress(self, image: torch.Tensor) -> torch.Tensor:
         if image.shape[-2:] != (self.input_size, self.input_size):
             image = F.interpolate(image, size=self.input_size, mode="bilinear", align_corners=False)
         features = self.backbone(image)
@@ -171,7 +194,12 @@ class BFMLandmarks(
         focal (float, 1015.0): focal length of the pinhole camera, in pixels.
         center (float, 112.0): principal point (both axes), in pixels of the 224 frame.
         camera_distance (float, 10.0): distance of the camera from the origin along +z.
+
+    Precision: projects in the buffers' dtype (fp32) also under autocast (see `full_precision`);
+    `keep_full_precision = False` lets autocast choose (only to measure what it saves).
     """
+
+    keep_full_precision = True
 
     def __init__(
         self,
@@ -226,6 +254,13 @@ class BFMLandmarks(
         """
         if coeffs.ndim != 2 or coeffs.shape[1] != NUM_COEFFS:
             raise ValueError(f"expected coefficients of shape (B, {NUM_COEFFS}), got {tuple(coeffs.shape)}")
+        if self.keep_full_precision and torch.is_autocast_enabled(coeffs.device.type):
+            no_autocast, coeffs = full_precision(coeffs, self.mean_shape)
+            with no_autocast:
+                return self._project(coeffs)
+        return self._project(coeffs)
+
+    def _project(self, coeffs: torch.Tensor) -> torch.Tensor:
         rotation = rotation_matrix(coeff_part(coeffs, "angle"))
         points = self.shape(coeffs) @ rotation.transpose(1, 2) + coeff_part(coeffs, "trans").unsqueeze(1)
         x, y, z = points.unbind(-1)
