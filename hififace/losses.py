@@ -164,9 +164,10 @@ def r1_penalty(
         raise ValueError("real_images must require grad before the discriminator is applied")
     batch = real_logits.shape[0]
     with torch.autocast(real_logits.device.type, enabled=False):
-        # grad of the sum = batch * grad of the mean (images are independent in D). The mean gives each
-        # logit an upstream gradient of scale / batch, as D's own loss does, so the inner fp16 backward
-        # overflows no sooner than D's; the sum would already overflow fp16 (65504) at the default 2^16.
+        # grad of the sum = batch * grad of the mean (D treats images independently). The mean gives
+        # each logit an upstream gradient of scale / batch, as D's own loss does, so the inner fp16
+        # backward overflows no sooner than D's; the sum would give each logit the whole scale, which
+        # overflows fp16 (largest 65504) at the GradScaler's default 2^16.
         scaled = _at_least_fp32(real_logits).mean() * grad_scale
         (grad,) = torch.autograd.grad(scaled, real_images, create_graph=True)
         grad = _at_least_fp32(grad) * (batch / grad_scale)
