@@ -187,6 +187,7 @@ def _swap(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
     ).to(device)
+    logging.getLogger("hififace").info(f"hififace: {pipeline.precision} on {device} (--dtype {args.dtype})")
     source = pipeline.encode_source(args.source)  # once for every target
     choice = pipeline.face_choice(args.face, args.reference)  # a reference photo embedded once
     options = {
@@ -281,9 +282,10 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
     swap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     swap.add_argument(
         "--dtype",
-        default="float32",
-        choices=["float32", "float16", "bfloat16"],
-        help="autocast dtype (default float32)",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="auto (default): bfloat16 + channels-last where the CPU (AVX-512 BF16, AMX) or GPU has native "
+        "bf16, else float32; float32 for exact results",
     )
     swap.add_argument(
         "--batch-size", type=int, default=8, help="faces (video: frames) per generator call (default 8)"
