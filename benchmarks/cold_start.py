@@ -30,9 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from common import machine_info, parse_args, release_model, save, tiny_model, weights_note
-
 PHASES = ["startup", "imports", "model", "detector", "source", "swap", "write"]
 
 
@@ -47,6 +44,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     if "--probe" in sys.argv:  # the fresh process: before parse_args, so that nothing is imported yet
         return probe(sys.argv[sys.argv.index("--probe") + 1 :])
+    # imported here, not at the top: the probe's fresh process must not pay for them
+    import numpy as np
+    from common import machine_info, parse_args, save, weights_note
+
     args = parse_args(__doc__.splitlines()[0], add_options)
     machine = machine_info("cpu")
     rounds = args.repeats or (1 if args.quick else 3)
@@ -158,11 +159,14 @@ def probe(argv: list[str]) -> None:
 
 
 def _save_model(folder: Path, quick: bool) -> Path:
+    from common import release_model, tiny_model
+
     (tiny_model() if quick else release_model(256)).save_pretrained(folder)
     return folder
 
 
 def _photos(folder: Path) -> tuple[Path, Path]:
+    import numpy as np
     from PIL import Image
     from skimage import data
 
