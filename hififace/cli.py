@@ -50,6 +50,9 @@ def _convert(args: argparse.Namespace) -> None:
 
 def _preprocess(args: argparse.Namespace) -> None:
     from hififace.data import preprocess
+    from hififace.sharding import launched_state
+
+    state = launched_state()  # under `accelerate launch`: identity folders shared out, one index
 
     options = {"min_face_size": args.min_face_size, "blur_threshold": args.blur_threshold}
     summary = preprocess(
@@ -61,9 +64,11 @@ def _preprocess(args: argparse.Namespace) -> None:
         workers=args.workers,
         detector=args.detector,
         progress=not args.no_progress,
+        processes=state,
         **{k: v for k, v in options.items() if v is not None},
     )
-    print(f"{args.raw} -> {args.out}: {summary}")
+    if state is None or state.is_main_process:
+        print(f"{args.raw} -> {args.out}: {summary}")
 
 
 def _add_preprocess(commands: argparse._SubParsersAction) -> None:
