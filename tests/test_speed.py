@@ -16,10 +16,11 @@ from hififace.cli import main
 from hififace.faces import load_detector
 from hififace.hub import has_meta_tensors
 
-# Whole astronaut photo, tiny model with random weights, 8-bit levels of the saved image
-# (bf16 + channels-last against fp32; only the pasted face region can differ).
-AUTO_BOUND_MEAN_LEVELS = 0.1
-AUTO_BOUND_MAX_LEVELS = 24
+# Whole astronaut photo, tiny model with random weights, 8-bit levels of the saved image (bf16 +
+# channels-last against fp32; only the pasted face can differ). Observed: mean 0.015, max 3, 1.5%
+# of the values changed; bounds about 3x that.
+AUTO_BOUND_MEAN_LEVELS = 0.045
+AUTO_BOUND_MAX_LEVELS = 9
 
 
 @pytest.fixture(scope="module")
