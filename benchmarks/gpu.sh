@@ -37,11 +37,11 @@ STEPS=(
   "pipeline|70|$PY benchmarks/pipeline.py --device cuda --repeats 5"
   "train_step|70|$PY benchmarks/train_step.py --device cuda"
 )
-if [ "$MODE" = smoke ]; then  # the same scripts, tiny config, on the CPU
+if [ "$MODE" = smoke ]; then  # the same scripts, tiny config, on the CPU (limits for a busy 2-core CPU)
   STEPS=(
-    "generator|320|$PY benchmarks/generator.py --device cpu --quick --out-dir /tmp/hififace-gpu-smoke"
-    "pipeline|300|$PY benchmarks/pipeline.py --device cpu --quick --out-dir /tmp/hififace-gpu-smoke"
-    "train_step|300|$PY benchmarks/train_step.py --device cpu --quick --out-dir /tmp/hififace-gpu-smoke"
+    "generator|600|$PY benchmarks/generator.py --device cpu --quick --out-dir /tmp/hififace-gpu-smoke"
+    "pipeline|600|$PY benchmarks/pipeline.py --device cpu --quick --out-dir /tmp/hififace-gpu-smoke"
+    "train_step|600|$PY benchmarks/train_step.py --device cpu --quick --out-dir /tmp/hififace-gpu-smoke"
   )
 fi
 
