@@ -263,7 +263,7 @@ def create_app(
     model: str | None,
     device: str | None = None,
     detector: str = "auto",
-    dtype: str = "float32",
+    dtype: str = "auto",
     max_video_frames: int | None = 3000,
 ) -> gr.Blocks:
     """Load the pipeline once and build the page, or the how-to-get-weights page without a model."""
@@ -279,6 +279,7 @@ def create_app(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     pipeline.to(device)
+    logger.info("hififace: %s on %s (dtype %s)", pipeline.precision, device, dtype)
     return build_demo(pipeline, max_video_frames=max_video_frames)
 
 
@@ -296,7 +297,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--detector", default="auto", choices=["auto", "insightface", "dlib"], help="face detector"
     )
     parser.add_argument(
-        "--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="autocast dtype"
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="auto (default): bfloat16 + channels-last on hardware with native bf16, else float32",
     )
     parser.add_argument("--max-file-size", default="50mb", help="largest upload accepted (default 50mb)")
     parser.add_argument(

@@ -33,13 +33,6 @@ FIXTURES = REPO / "tests" / "fixtures"
 RELEASE_TSV = FIXTURES / "hififace_pytorch_generator_state_dict.tsv"
 TINY = {"base_channels": 8, "max_channels": 16, "arcface_depth": 18}
 
-# The public HiFiFace-pytorch generator at 256 on the 2-core machine of issue 5 (eager fp32, batch 1).
-REFERENCE = {
-    "flops_per_image": 228e9,
-    "seconds_per_image": 2.02,
-    "what": "HiFiFace-pytorch generator, 256, fp32 eager, batch 1",
-}
-
 
 def parse_args(
     description: str, add: Callable[[argparse.ArgumentParser], None] | None = None

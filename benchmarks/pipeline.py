@@ -14,6 +14,12 @@ is encoded once (`encode_source`), as `hififace swap` does.
   peak resident set (VmHWM), which includes torch itself, the weights and the detector.
 
 fp32 eager against the fast path (channels-last weights and bf16 autocast: `hififace.fast`).
+
+With `--reference-src DIR` (an extracted copy of github.com/xuehy/HiFiFace-pytorch, not part of this
+repository; `benchmarks/reference.py`) the network step of a swap, priors included (source and
+target crops in, I_r out: what the pipeline runs per face), is timed for our model and for the
+public code in the same interleaved rounds on the same synthetic weights and the same aligned
+crops, fp32 eager, batch 1; without it the JSON says that comparison was not run.
 Writes benchmarks/results/pipeline-<machine>.json.
 """
 
@@ -58,6 +64,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     # internal: the fresh process of the memory measurement
     parser.add_argument("--memory-probe", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reference-src", metavar="DIR", help="extracted HiFiFace-pytorch source: time it in the same rounds"
+    )
 
 
 def main() -> None:
@@ -97,6 +106,9 @@ def main() -> None:
             runners = {name: (lambda p=p, s=sources[name], fn=fn: fn(p, s)) for name, p in pipelines.items()}
             record = run_interleaved(runners, args.warmup, repeats, device)
             results[job] = _rows(record, faces, job)
+        comparison = _reference_comparison(
+            args, model, pipelines["fp32"], source_image, astronaut, device, repeats
+        )
         memory = {}
         if device.type == "cpu":
             model.save_pretrained(tmp / "model")
@@ -114,6 +126,7 @@ def main() -> None:
         "detector": repr(detector),
         "timing_method": f"{args.warmup} warm-up + {repeats} timed runs per variant, variants interleaved per round",
         "jobs": results,
+        "reference_comparison": comparison,
         "one_swap_peak_memory": memory,
     }
     if memory and not args.quick:
@@ -122,6 +135,51 @@ def main() -> None:
             "peak memory of a 256 swap of one image on CPU under 2.5 GB": {"bytes": peak, "met": peak < 2.5e9}
         }
     save("pipeline", result, args)
+
+
+def _reference_comparison(args, model, pipeline, source_image, target_image, device, repeats: int) -> dict:
+    """Our model's swap step (priors + generator) against HiFiFace-pytorch's on the same crops, same run."""
+    if not args.reference_src:
+        return {"run": False, "why": "no --reference-src DIR given: the same-run comparison was not run"}
+    if args.quick:
+        return {"run": False, "why": "--quick uses the tiny config; the public code has only the 256 one"}
+    from reference import reference_generator
+
+    from hififace.faces import align_face
+    from hififace.tensors import images_to_tensor
+
+    theirs = reference_generator(args.reference_src).to(device)
+    crops = []
+    for image in (source_image, target_image):
+        face = max(pipeline.detect_faces(image), key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        crops.append(align_face(image, face.landmarks, 256, pipeline.template)[0])
+    source, target = (images_to_tensor([c], device) for c in crops)
+
+    def ours():
+        with torch.inference_mode():
+            return model(source, target).image
+
+    def public():
+        with torch.inference_mode():
+            return theirs(source, target)[0]
+
+    print("\n== swap step with priors, batch 1: ours vs HiFiFace-pytorch ==", flush=True)
+    record = run_interleaved({"ours": ours, "hififace-pytorch": public}, args.warmup, repeats, device)
+    rows = {name: timing_summary(r["times"], 1) for name, r in record.items()}
+    difference = float((record["ours"]["output"] - record["hififace-pytorch"]["output"]).abs().max())
+    ratio = rows["ours"]["median_s"] / rows["hififace-pytorch"]["median_s"]
+    print(
+        f"ours {rows['ours']['median_s']:.2f} s, HiFiFace-pytorch {rows['hififace-pytorch']['median_s']:.2f} s: "
+        f"ratio {ratio:.2f}, max |dI_r| {difference:.1e}"
+    )
+    return {
+        "run": True,
+        "what": "priors + generator on one aligned (source, target) pair, fp32 eager, batch 1, same weights",
+        "source": str(args.reference_src),
+        "variants": rows,
+        "ratio_ours_over_hififace_pytorch": ratio,
+        "max_abs_difference_of_I_r": difference,
+    }
 
 
 def _rows(record: dict, faces: int, job: str) -> dict:

@@ -50,6 +50,9 @@ def _convert(args: argparse.Namespace) -> None:
 
 def _preprocess(args: argparse.Namespace) -> None:
     from hififace.data import preprocess
+    from hififace.sharding import launched_state
+
+    state = launched_state()  # under `accelerate launch`: identity folders shared out, one index
 
     options = {"min_face_size": args.min_face_size, "blur_threshold": args.blur_threshold}
     summary = preprocess(
@@ -61,9 +64,11 @@ def _preprocess(args: argparse.Namespace) -> None:
         workers=args.workers,
         detector=args.detector,
         progress=not args.no_progress,
+        processes=state,
         **{k: v for k, v in options.items() if v is not None},
     )
-    print(f"{args.raw} -> {args.out}: {summary}")
+    if state is None or state.is_main_process:
+        print(f"{args.raw} -> {args.out}: {summary}")
 
 
 def _add_preprocess(commands: argparse._SubParsersAction) -> None:
@@ -161,11 +166,9 @@ def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
 
 
 def _swap(args: argparse.Namespace) -> None:
-    import torch
-    from tqdm import tqdm
-
-    from hififace.pipeline import HifiFacePipeline, SwapError
-    from hififace.video import is_video, swap_video
+    from hififace.errors import SwapError
+    from hififace.formats import is_video
+    from hififace.sharding import gather_lists, launched_state, share
 
     model = args.model or os.environ.get("HIFIFACE_MODEL")
     if not model:
@@ -178,8 +181,30 @@ def _swap(args: argparse.Namespace) -> None:
     folder = Path(args.target).is_dir()
     if folder:
         Path(args.output).mkdir(parents=True, exist_ok=True)
+    # Under `accelerate launch`, each process swaps its share of the files on its own device.
+    state = launched_state()
+    all_jobs, jobs = len(jobs), share(jobs, state)
+    failed = _swap_files(args, jobs, folder, state) if jobs else []
+    if not folder:  # one target: the main process had it (its errors raise), nothing to gather
+        return
+    failed = gather_lists(failed, state)
+    if failed and (state is None or state.is_main_process):
+        raise SwapError(f"{len(failed)} of {all_jobs} targets failed (see above); the others were written")
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder: bool, state) -> list[str]:
+    """Swap `jobs` (target, output) with one pipeline; returns the targets that failed (folders only)."""
+    import torch
+    from tqdm import tqdm
+
+    from hififace.pipeline import HifiFacePipeline, SwapError
+    from hififace.video import is_video, swap_video
+
+    model = args.model or os.environ.get("HIFIFACE_MODEL")
+    if state is not None:
+        device = args.device or str(state.device)
+    else:
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = HifiFacePipeline.from_pretrained(
         model,
         detector=args.detector,
@@ -187,6 +212,7 @@ def _swap(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
     ).to(device)
+    logging.getLogger("hififace").info(f"hififace: {pipeline.precision} on {device} (--dtype {args.dtype})")
     source = pipeline.encode_source(args.source)  # once for every target
     choice = pipeline.face_choice(args.face, args.reference)  # a reference photo embedded once
     options = {
@@ -223,10 +249,9 @@ def _swap(args: argparse.Namespace) -> None:
         except SwapError as error:
             if not folder:
                 raise
-            failed.append(file)
+            failed.append(str(file))
             tqdm.write(f"hififace: skipped {file}: {error}", file=sys.stderr)
-    if failed:
-        raise SwapError(f"{len(failed)} of {len(jobs)} targets failed (see above); the others were written")
+    return failed
 
 
 def _add_swap(commands: argparse._SubParsersAction) -> None:
@@ -281,9 +306,10 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
     swap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     swap.add_argument(
         "--dtype",
-        default="float32",
-        choices=["float32", "float16", "bfloat16"],
-        help="autocast dtype (default float32)",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="auto (default): bfloat16 + channels-last where the CPU (AVX-512 BF16, AMX) or GPU has native "
+        "bf16, else float32; float32 for exact results",
     )
     swap.add_argument(
         "--batch-size", type=int, default=8, help="faces (video: frames) per generator call (default 8)"
@@ -297,6 +323,7 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from hififace.evaluation import evaluate, pair_folders, read_pairs_csv
+    from hififace.sharding import launched_state
 
     if args.pairs and (args.sources or args.targets):
         raise ValueError("give either --pairs CSV or --sources DIR --targets DIR, not both")
@@ -332,7 +359,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         insightface_pack=args.insightface_pack,
         progress=not args.no_progress,
         extra={"inputs": {k: v for k, v in inputs.items() if v}, "unpaired": unpaired},
+        processes=launched_state(),  # under `accelerate launch`: pairs shared, main process reports
     )
+    if not result.summary:  # another process of `accelerate launch` wrote the outputs
+        return
     summary = result.summary
     print(
         f"{summary['pairs']} pairs: {summary['scored']} scored, {summary['failures']['count']} failed "

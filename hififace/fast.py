@@ -30,7 +30,9 @@ the time of fp32 eager: `benchmarks/results/generator-*.json`):
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +49,48 @@ def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES.values():
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return dtype
+
+
+# /proc/cpuinfo flags of x86 CPUs whose bf16 dot products run in hardware (Intel Cooper Lake and
+# Sapphire Rapids on, AMD Zen 4 on); oneDNN's bf16 convolutions are 2x fp32 there, slower elsewhere.
+NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def has_native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether `device` computes bf16 in hardware: CPU flags avx512_bf16 / amx_bf16, or a CUDA GPU with
+    bf16 units (Ampere and later; emulated bf16 on older GPUs does not count)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return bool(cpu_flags() & NATIVE_BF16_CPU_FLAGS)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return False
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """`as_dtype`, plus "auto": bfloat16 where `device` has native bf16 (`has_native_bf16`), else float32."""
+    if isinstance(dtype, str) and dtype == "auto":
+        return torch.bfloat16 if has_native_bf16(device) else torch.float32
+    return as_dtype(dtype)
+
+
+def precision_name(dtype: torch.dtype, channels_last: bool) -> str:
+    """How a model runs, in words for logs and results: "float32", "bfloat16 + channels-last", ..."""
+    name = str(dtype).removeprefix("torch.")
+    return f"{name} + channels-last" if channels_last else name
 
 
 @contextlib.contextmanager

@@ -56,7 +56,7 @@ from hififace.faces import (
     select_faces,
     soften_mask,
 )
-from hififace.fast import as_dtype, inference_context, optimize
+from hififace.fast import inference_context, optimize, precision_name, resolve_dtype
 from hififace.hub import looks_like_path
 from hififace.imageio import MAX_PIXELS, ImageError, load_image, save_image
 from hififace.tensors import images_to_tensor, tensor_to_images, to_uint8_rgb
@@ -155,10 +155,13 @@ class SwapResult:
         image (PIL image or numpy array): the swapped picture, the target's size; a PIL RGB image
             when the target was a PIL image or a path, a uint8 (H, W, 3) RGB array when it was an array.
         faces (list of FaceSwap): the swapped faces, left to right.
+        precision (str or None): how the generator ran, e.g. "float32" or "bfloat16 + channels-last"
+            (`HifiFacePipeline.precision`).
     """
 
     image: PILImage.Image | Image
     faces: list[FaceSwap] = field(default_factory=list)
+    precision: str | None = None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the swapped image (PNG, JPEG or WebP by suffix) with the AI-generated metadata."""
@@ -184,7 +187,9 @@ class HifiFacePipeline:
         model (HifiFace): the generator with its priors; put in eval mode here.
         detector (FaceDetector): finds faces and their five landmarks (`hififace.faces.load_detector`).
         dtype (str or torch.dtype, default "float32"): "float16" or "bfloat16" run the model under
-            autocast (GPU; bfloat16 also on CPU); "float32" runs it as it is.
+            autocast (GPU; bfloat16 also on CPU); "float32" runs it as it is; "auto" picks bfloat16
+            (with channels-last) where the device has native bf16 and float32 elsewhere, again
+            whenever the pipeline moves (`hififace.fast.resolve_dtype`).
         batch_size (int, default 8): faces per generator call.
         max_pixels (int, default 40 000 000): larger images and video frames are refused.
         template (str, default "frontal"): the alignment template the model was trained with.
@@ -215,7 +220,8 @@ class HifiFacePipeline:
             raise ValueError(f"max_pixels must be positive, got {max_pixels}")
         self.model = model.eval()
         self.detector = detector
-        self.dtype = as_dtype(dtype)
+        self.auto_dtype = isinstance(dtype, str) and dtype == "auto"
+        self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.template = template
@@ -276,7 +282,9 @@ class HifiFacePipeline:
         if device is not None:
             self.model.to(device)
         if dtype is not None:
-            self.dtype = as_dtype(dtype)
+            self.auto_dtype = isinstance(dtype, str) and dtype == "auto"
+        if dtype is not None or self.auto_dtype:
+            self.dtype = resolve_dtype("auto" if self.auto_dtype else dtype, self.device)
         self._check_dtype()
         return self
 
@@ -284,6 +292,11 @@ class HifiFacePipeline:
     def device(self) -> torch.device:
         """Where the model's weights are."""
         return next(self.model.parameters()).device
+
+    @property
+    def precision(self) -> str:
+        """How the generator runs: "float32", or e.g. "bfloat16 + channels-last" (`to` changes it)."""
+        return precision_name(self.dtype, channels_last=self.dtype != torch.float32)
 
     @property
     def image_size(self) -> int:
@@ -334,7 +347,7 @@ class HifiFacePipeline:
         chosen = self.choose_faces(image, faces, self.face_choice(face, reference), name=name)
         swaps = self.swap_faces(source, [(image, f) for f in chosen], identity_strength, shape_strength)
         swapped = self.composite(image, swaps, mask_erode, mask_blur)
-        return SwapResult(image=_like_input(target, swapped), faces=swaps)
+        return SwapResult(image=_like_input(target, swapped), faces=swaps, precision=self.precision)
 
     def check_inputs(self, identity_strength: float = 1.0, shape_strength: float = 1.0) -> None:
         """Raise `SwapError` unless both strengths are numbers from 0 to 1 (before any work is done)."""

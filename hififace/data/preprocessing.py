@@ -61,6 +61,7 @@ from hififace.faces import (
 from hififace.faces.types import Image
 from hififace.formats import IMAGE_SUFFIXES
 from hififace.imageio import load_image, save_image
+from hififace.sharding import gather_lists, share
 
 logger = logging.getLogger("hififace")
 
@@ -186,6 +187,7 @@ def preprocess(
     workers: int = 0,
     detector: str | FaceDetector = "auto",
     progress: bool = True,
+    processes: Any | None = None,
 ) -> PreprocessSummary:
     """Align the largest face of every image under ``raw_dir/<identity>/`` into ``out_dir``.
 
@@ -205,6 +207,10 @@ def preprocess(
         detector (str or FaceDetector, default "auto"): "auto", "insightface" or "dlib"; a detector
             object is accepted with workers=0 only.
         progress (bool, default True): show a tqdm progress bar.
+        processes (accelerate PartialState, optional): processes launched together
+            (`hififace.sharding.launched_state()`): the identity folders are shared out, each
+            process appends to the one index, and the main process writes the summary of the whole
+            run (the others return the counts of their share).
 
     Returns:
         The `PreprocessSummary`, also saved as ``out_dir/preprocess_summary.json``.
@@ -244,10 +250,20 @@ def preprocess(
     (out / "images").mkdir(parents=True, exist_ok=True)
     if parser_dir is not None:
         (out / "masks").mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
-        _check_config(out, settings, detector)
-        done = {r["source"]: r for r in rebuild_index(out)}
+    main = processes is None or processes.is_main_process
+    lock = ".preprocess.lock" if main else f".preprocess.{processes.process_index}.lock"
+    with _exclusive(out, lock):
+        if main:  # one process makes the index consistent before any process reads or appends
+            _check_config(out, settings, detector)
+            rebuild_index(out)
+        if processes is not None:
+            processes.wait_for_everyone()
+        done = {r["source"]: r for r in rebuild_index(out)}  # consistent now: only read
+        if processes is not None:
+            processes.wait_for_everyone()  # everyone has read it before anyone appends
         tasks = _plan(sources, raw, done, with_masks=parser_dir is not None)
+        identities = set(share(sorted({Path(s).relative_to(raw).parts[0] for s in sources}), processes))
+        tasks = [t for t in tasks if t.identity in identities]  # whole identity folders per process
         records = _run(
             tasks,
             out,
@@ -257,6 +273,8 @@ def preprocess(
             progress,
             len(done),
         )
+        if processes is not None:  # the whole run's records, on every process
+            records = gather_lists(records, processes)
         statuses = Counter(r["status"] for r in [*done.values(), *records])
         blur = [r["blur"] for r in [*done.values(), *records] if r["status"] in ("kept", "blurry")]
         summary = PreprocessSummary(
@@ -270,7 +288,8 @@ def preprocess(
             elapsed_s=round(time.perf_counter() - start, 3),
             blur_quantiles=_quantiles(blur),
         )
-        _write_json_atomic(out / SUMMARY_NAME, summary.to_dict())
+        if main:
+            _write_json_atomic(out / SUMMARY_NAME, summary.to_dict())
     return summary
 
 
@@ -319,14 +338,15 @@ def _run(
 
 
 @contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """Refuse a second run on the same folder at the same time: both would do the same work."""
+def _exclusive(out: Path, name: str = ".preprocess.lock") -> Iterator[None]:
+    """Refuse a second run on the same folder at the same time: both would do the same work (the
+    processes of one `accelerate launch` hold one lock each; the main one holds the usual one)."""
     try:
         import fcntl
     except ImportError:  # Windows has no fcntl; running one job per folder is then up to the user
         yield
         return
-    with open(out / ".preprocess.lock", "w") as lock:
+    with open(out / name, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -47,6 +47,7 @@ from hififace.faces import Face, FaceDetector, align_face, select_faces
 from hififace.faces.detection import predict_landmarks68
 from hififace.faces.types import Image
 from hififace.imageio import ImageError
+from hififace.sharding import share
 
 __all__ = ["FAILURES", "METRICS", "TEMPLATE", "EvaluationResult", "evaluate"]
 
@@ -84,6 +85,7 @@ def evaluate(
     insightface_pack: str = "buffalo_l",
     progress: bool = True,
     extra: dict[str, Any] | None = None,
+    processes: Any | None = None,
 ) -> EvaluationResult:
     """Score face swaps and write the JSON summary, per-pair CSV and HTML report into `out_dir`.
 
@@ -106,11 +108,15 @@ def evaluate(
         insightface_pack (str, default "buffalo_l"): the pack of the "insightface" recognizer.
         progress (bool, default True): show a tqdm progress bar.
         extra (dict, optional): more settings to record in the summary (e.g. the command's inputs).
+        processes (accelerate PartialState, optional): processes launched together
+            (`hififace.sharding.launched_state()`): each scores its share of the pairs on its own
+            device into the shared cache, then the main process writes the outputs of the whole set
+            (the others return an empty result).
     """
     from hififace.evaluation.fid import fid_unavailable_reason
 
     pairs = _checked_pairs(pairs, model, recognizer, batch_size, limit)
-    device = device or _default_device()
+    device = device or (str(processes.device) if processes is not None else _default_device())
     detector_name = detector if isinstance(detector, str) else repr(detector)
     cache = PairCache(out_dir)
     fid_reason = fid_unavailable_reason() if fid else "FID skipped: switched off (--no-fid)"
@@ -128,9 +134,19 @@ def evaluate(
     todo = [i for i, r in enumerate(records) if r is None]
     reused = len(pairs) - len(todo)
 
-    if todo:  # build the models now, so that a missing one fails before any work
+    mine = share(todo, processes)  # every pair is computed by exactly one process
+    if mine:  # build the models now, so that a missing one fails before any work
         _ = resources.pipeline, resources.recognizer, resources.fid
-    _run(resources, cache, pairs, keys, sampled, todo, records, batch_size, progress)
+    _run(resources, cache, pairs, keys, sampled, mine, records, batch_size, progress)
+    if processes is not None:  # the main process collects the others' records from the cache
+        processes.wait_for_everyone()
+        if not processes.is_main_process:
+            return EvaluationResult(summary={}, records=[], computed=len(mine), reused=reused)
+        need_fid = fid_reason is None
+        records = [
+            r or cache.read(k, i in sampled, need_fid)
+            for i, (r, k) in enumerate(zip(records, keys, strict=True))
+        ]
 
     done = [r for r in records if r is not None]
     summary = _summary(cache, done, settings, fid_reason, model is not None)
