@@ -275,7 +275,13 @@ def _looking_widgets(
         label="Before / after (drag)", type="filepath", interactive=False, elem_id="image-slider"
     )
     closeups = gr.Gallery(
-        label="Close-ups: target face | swapped face", columns=3, interactive=False, elem_id="image-closeups"
+        label="Close-ups: target face | swapped face",
+        columns=3,
+        height=320,
+        preview=False,
+        object_fit="contain",
+        interactive=False,
+        elem_id="image-closeups",
     )
 
     def faces_of(image: np.ndarray | None) -> list[tuple[np.ndarray, str]]:
