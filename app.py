@@ -398,6 +398,7 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
         [camera, session],
         [view, readout],
         stream_every=0.1,
+        show_progress="hidden",  # a spinner over every frame would flicker
         concurrency_limit=1,
         concurrency_id="live",
         time_limit=600,
