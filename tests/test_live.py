@@ -57,6 +57,12 @@ def pipeline(model_dir) -> HifiFacePipeline:
 
 
 @pytest.fixture(scope="module")
+def source(pipeline, photos):
+    """The astronaut's identity code, computed once for the tests that are not about encoding."""
+    return pipeline.encode_source(photos["astronaut"])
+
+
+@pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("live-photos")
     paths = {"astronaut": folder / "astronaut.png", "coffee": folder / "coffee.png"}
@@ -65,8 +71,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def test_live_swapper_swaps_faces_and_passes_empty_frames_through(pipeline, photos):
-    source = pipeline.encode_source(photos["astronaut"])
+def test_live_swapper_swaps_faces_and_passes_empty_frames_through(pipeline, source):
     swapper = LiveSwapper(pipeline, source, identity_strength=0.8)
     assert swapper.source is source  # encoded once, by the caller here
     assert swapper.pipeline.detect_max_side == 640 and pipeline.detect_max_side == 1600
@@ -115,13 +120,13 @@ def test_frame_grabber_drops_frames_instead_of_queueing_them():
     assert len(seen) < 20 and grabber.dropped == 40 - len(seen)
 
 
-def test_run_live_records_every_frame_of_a_file_with_the_ai_tags(pipeline, photos, tmp_path):
+def test_run_live_records_every_frame_of_a_file_with_the_ai_tags(pipeline, source, tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", 3)
     out = tmp_path / "out.mp4"
     readouts = []
     summary = run_live(
         pipeline,
-        photos["astronaut"],
+        source,
         open_camera(clip, realtime=False),
         record=out,
         on_frame=lambda n, fps: readouts.append((n, fps)),
@@ -135,19 +140,18 @@ def test_run_live_records_every_frame_of_a_file_with_the_ai_tags(pipeline, photo
     np.testing.assert_allclose(frames, np.arange(3) / FPS, atol=2e-3)  # the clip's own times kept
 
 
-def test_run_live_in_realtime_drops_frames_and_bounds_latency(pipeline, photos, tmp_path):
-    clip = write_clip(tmp_path / "clip.mp4", 20)
-    source = pipeline.encode_source(photos["astronaut"])
+def test_run_live_in_realtime_drops_frames_and_bounds_latency(pipeline, source, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", 10)
     summary = run_live(pipeline, source, open_camera(clip), smoothing=False)
-    assert summary.frames + summary.dropped == 20 and summary.frames == summary.swapped
+    assert summary.frames + summary.dropped == 10 and summary.frames == summary.swapped
     assert summary.dropped > 0 and len(summary.latency_ms) == summary.frames
     # a frame waits for the swap in progress at most, never for a backlog of queued frames
     slowest = max(summary.work_ms)
     assert all(ms <= 2 * slowest + 1000 / FPS + 50 for ms in summary.latency_ms)
 
 
-def test_ctrl_c_finalises_the_recording(pipeline, photos, tmp_path):
-    clip = write_clip(tmp_path / "clip.mp4", 30)
+def test_ctrl_c_finalises_the_recording(pipeline, source, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", 10)
     out = tmp_path / "out.mp4"
     main_thread = threading.get_ident()
 
@@ -155,9 +159,7 @@ def test_ctrl_c_finalises_the_recording(pipeline, photos, tmp_path):
         if shown == 2 and threading.get_ident() == main_thread:
             raise KeyboardInterrupt
 
-    summary = run_live(
-        pipeline, photos["astronaut"], open_camera(clip, realtime=False), record=out, on_frame=interrupt
-    )
+    summary = run_live(pipeline, source, open_camera(clip, realtime=False), record=out, on_frame=interrupt)
     assert summary.stopped == "interrupted" and summary.frames == 2
     with av.open(str(out)) as result:
         assert sum(1 for _ in result.decode(video=0)) == 2
@@ -175,12 +177,12 @@ def test_bad_cameras_give_one_clear_message(tmp_path):
         open_camera(broken)
 
 
-def test_a_camera_that_stops_mid_stream_ends_the_recording_cleanly(pipeline, photos, tmp_path):
+def test_a_camera_that_stops_mid_stream_ends_the_recording_cleanly(pipeline, source, tmp_path):
     clip = write_clip(tmp_path / "clip.ts", 8)  # MPEG-TS: readable up to where it is cut
     cut = tmp_path / "cut.ts"
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 2 // 3])  # the file ends mid-stream
     out = tmp_path / "out.mp4"
-    summary = run_live(pipeline, photos["astronaut"], open_camera(cut, realtime=False), record=out)
+    summary = run_live(pipeline, source, open_camera(cut, realtime=False), record=out)
     assert summary.stopped == "end of stream" and 0 < summary.frames < 8
     with av.open(str(out)) as result:
         assert sum(1 for _ in result.decode(video=0)) == summary.frames
