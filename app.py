@@ -361,22 +361,31 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
     face, reference, identity, shape = _options("live")[:4]
     session = gr.State(None)
 
-    def start(image, face, reference, identity, shape, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+    def set_source(image, face, reference, identity, shape, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         if image is None:
             return None, "Set a source face."
         progress(0, desc="Encoding the source face")
         try:
-            swapper = LiveSwapper(
-                pipeline, image, face or "largest", reference, float(identity), float(shape)
-            )
+            code = pipeline.encode_source(image)  # once per source photo, reused by every option change
         except SwapError as error:
             return None, f"Cannot use the source: {error}"
-        return {"swapper": swapper, "meter": FpsMeter()}, "Source set: start the camera stream."
+        return configure({"source": code}, face, reference, identity, shape)
+
+    def configure(state, face, reference, identity, shape):
+        if not state:
+            return None, "Set a source face."
+        try:
+            swapper = LiveSwapper(
+                pipeline, state["source"], face or "largest", reference, float(identity), float(shape)
+            )
+        except SwapError as error:
+            return state | {"swapper": None}, f"Cannot use these options: {error}"
+        return state | {"swapper": swapper, "meter": FpsMeter()}, "Source set: start the camera stream."
 
     def swap_frame(frame, state):
         if frame is None:
             return None, gr.skip()
-        if state is None:
+        if not state or state.get("swapper") is None:
             return frame, "No source face set: showing the camera as it is."
         try:
             swapped, faces = state["swapper"](frame, time.monotonic())
@@ -390,9 +399,12 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
             f"{fps:.1f} fps · {swapper.swapped} frames swapped · {swapper.passed_through} passed through{status}"
         )
 
-    options = [source, face, reference, identity, shape]
+    options = [face, reference, identity, shape]
+    source.change(
+        set_source, [source, *options], [session, readout], api_visibility="private", show_progress="full"
+    )
     for component in options:
-        component.change(start, options, [session, readout], api_visibility="private", show_progress="full")
+        component.change(configure, [session, *options], [session, readout], api_visibility="private")
     camera.stream(
         swap_frame,
         [camera, session],
