@@ -230,7 +230,7 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None, pipeline:
         gr.Examples(
             examples["image"],
             inputs=[source, target],
-            outputs=[result, state, slider, closeups],
+            outputs=[result, slider, closeups],
             fn=lambda s, t: _swap_and_look(swap_image, s, t),
             cache_examples=True,
             cache_mode="lazy",  # the first visitor to click an example computes it, the others see it at once
@@ -321,9 +321,9 @@ def _closeups(target: Any, result: SwapResult, after: str) -> dict[str, Any]:
 
 
 def _swap_and_look(swap_image: Callable, source: Any, target: Any) -> tuple:
-    """An example's outputs: the swap (result, state), then the slider and the close-ups."""
+    """An example's outputs: the swapped picture, the slider and the close-ups (cached as files)."""
     path, data = swap_image(source, target)
-    return (path, data, *_look(data))
+    return (path, *_look(data))
 
 
 def _look(data: dict[str, Any]) -> tuple[Any, list]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import re
 import socket
 import urllib.parse
@@ -49,6 +50,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def app_url(app_module, tmp_path_factory):
     model = tiny_model_dir(tmp_path_factory)
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(tmp_path_factory.mktemp("examples-cache"))
     port = free_port()
     demo = app_module.main(
         [
@@ -303,3 +305,28 @@ def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, ph
     for i, face in enumerate(faces):  # every other face is left exactly as it was
         x1, y1, x2, y2 = (round(v) for v in face.box)
         assert i == chosen or np.array_equal(swapped[y1:y2, x1:x2], target[y1:y2, x1:x2])
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_examples_are_cached_at_first_click(app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    cache = Path(os.environ["GRADIO_EXAMPLES_CACHE"])
+    assert not any(p.is_file() for p in cache.rglob("*"))  # lazy: nothing computed at start
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(app_url)
+            page.locator("table tbody tr").first.click()
+            expect(page.locator("#image-slider img")).to_have_count(2, timeout=90_000)
+            expect(page.locator("#image-result img")).to_be_visible()
+            cached = sorted(p.suffix for p in cache.rglob("*") if p.is_file())
+            assert ".csv" in cached and ".png" in cached  # the first click computed and kept it
+            page.reload()
+            page.locator("table tbody tr").first.click()  # a later visitor: served from the cache
+            expect(page.locator("#image-slider img")).to_have_count(2, timeout=10_000)
+        finally:
+            browser.close()
