@@ -284,13 +284,14 @@ def _looking_widgets(
         elem_id="image-closeups",
     )
 
-    def faces_of(image: np.ndarray | None) -> list[tuple[np.ndarray, str]]:
-        if image is None:
+    def faces_of(upload: Any) -> list[tuple[np.ndarray, str]]:
+        if upload is None:
             return []
-        try:
+        try:  # the pipeline's own loader: the same pixels (and face order) the swap will see
+            image, _ = pipeline.read_image(upload, "target")
             faces = pipeline.detect_faces(image)
         except SwapError:
-            return []
+            return []  # the swap itself reports what is wrong with the picture
         return [(_face_crop(image, f.box), f"face {i + 1}") for i, f in enumerate(faces)]
 
     def choose(event: gr.SelectData) -> str:
