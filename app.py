@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -100,6 +101,8 @@ def build_demo(
 ) -> gr.Blocks:
     """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers."""
     output_dir = Path(tempfile.mkdtemp(prefix="hififace-app-"))
+    # The page runs handlers at once (the face gallery while a swap runs, the Live tab beside both).
+    pipeline.detector = SerialDetector(pipeline.detector)
     examples = _example_files(examples_dir or Path(tempfile.gettempdir()) / "hififace-examples")
     swap_image, swap_video = _handlers(pipeline, output_dir, max_video_frames)
     with gr.Blocks(title=TITLE) as demo:
@@ -253,6 +256,27 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None, pipeline:
             api_visibility="private",
             queue=False,
         )
+
+
+class SerialDetector:
+    """A face detector that one thread at a time may call (the app's handlers run in parallel).
+
+    dlib's HOG detector is not thread-safe: two threads in `detect` at once abort the process.
+
+    Args:
+        detector (FaceDetector): the detector to guard; a SerialDetector is not wrapped twice.
+    """
+
+    def __init__(self, detector: Any):
+        self.detector = detector.detector if isinstance(detector, SerialDetector) else detector
+        self.lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> list:
+        with self.lock:
+            return self.detector.detect(image)
+
+    def __repr__(self) -> str:
+        return repr(self.detector)
 
 
 def _looking_widgets(

@@ -330,3 +330,27 @@ def test_browser_examples_are_cached_at_first_click(app_url):
             expect(page.locator("#image-slider img")).to_have_count(2, timeout=10_000)
         finally:
             browser.close()
+
+
+def test_the_app_calls_its_detector_from_one_thread_at_a_time(app_module):
+    import threading
+    import time
+
+    class Probe:
+        inside = peak = 0
+
+        def detect(self, image):
+            Probe.inside += 1
+            Probe.peak = max(Probe.peak, Probe.inside)
+            time.sleep(0.02)
+            Probe.inside -= 1
+            return []
+
+    detector = app_module.SerialDetector(app_module.SerialDetector(Probe()))
+    assert isinstance(detector.detector, Probe)  # not wrapped twice
+    threads = [threading.Thread(target=detector.detect, args=(None,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Probe.peak == 1  # dlib's HOG detector aborts the process when two threads are in it
