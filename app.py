@@ -10,6 +10,9 @@ also an API endpoint, `/swap_image` (source and target image first, every other 
     from gradio_client import Client, handle_file
     Client("http://127.0.0.1:7860").predict(handle_file("a.jpg"), handle_file("b.jpg"), api_name="/swap_image")
 
+With `--mcp`, the app also serves Gradio's MCP server (`/gradio_api/mcp/sse`), so assistants can
+call the swap as a tool. The Live tab swaps the browser's webcam stream frame by frame.
+
 Everything the app makes carries an "AI-generated" marker (PNG text chunks, video metadata tags).
 """
 
@@ -21,6 +24,8 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +37,9 @@ import numpy as np
 from hififace.atomic import atomic_path
 from hififace.imageio import save_image
 from hififace.pipeline import AI_METADATA, HifiFacePipeline, ModelLoadError, SwapError, SwapResult
+from hififace.tensors import to_uint8_rgb
 from hififace.video import swap_video as swap_video_file
+from hififace.video.live import FpsMeter, LiveSwapper
 
 try:  # Hugging Face ZeroGPU Spaces: a GPU is attached only while a decorated function runs.
     import spaces
@@ -94,6 +101,8 @@ def build_demo(
 ) -> gr.Blocks:
     """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers."""
     output_dir = Path(tempfile.mkdtemp(prefix="hififace-app-"))
+    # The page runs handlers at once (the face gallery while a swap runs, the Live tab beside both).
+    pipeline.detector = SerialDetector(pipeline.detector)
     examples = _example_files(examples_dir or Path(tempfile.gettempdir()) / "hififace-examples")
     swap_image, swap_video = _handlers(pipeline, output_dir, max_video_frames)
     with gr.Blocks(title=TITLE) as demo:
@@ -105,9 +114,11 @@ def build_demo(
         gr.Markdown(RESPONSIBLE_USE, elem_id="responsible-use")
         with gr.Tabs():
             with gr.Tab("Image"):
-                _image_tab(swap_image, examples)
+                _image_tab(swap_image, examples, pipeline)
             with gr.Tab("Video"):
                 _video_tab(swap_video, examples)
+            with gr.Tab("Live"):
+                _live_tab(pipeline)
         gr.Markdown(
             f"Model: {pipeline.image_size}×{pipeline.image_size}, detector `{pipeline.detector!r}`, "
             f"device `{pipeline.device}`. Faces are aligned, swapped and pasted back; pixels away from "
@@ -123,6 +134,16 @@ def _handlers(
 
     @gpu(duration=60)
     def swap_image(source, target, face="largest", reference=None, identity_strength=1.0, shape_strength=1.0):
+        """Swap the face of a source photo into a target photo (an AI-generated result, PNG).
+
+        Args:
+            source: photo with the face to put in (its largest face).
+            target: photo to put the face into.
+            face: which target faces: largest, all, reference, or a face index from the left (0, 1, ...).
+            reference: with face="reference", a photo of the person to replace.
+            identity_strength: 0 to 1, how much of the source's identity.
+            shape_strength: 0 to 1, how much of the source's face shape.
+        """
         _require(source, "Upload a source image: the face to put in.")
         _require(target, "Upload a target image: the picture to put the face into.")
         _require(
@@ -139,7 +160,7 @@ def _handlers(
                 shape_strength=float(shape_strength),
             )
         path = save_image(output_dir / f"swapped-{uuid.uuid4().hex[:12]}.png", result.image, AI_METADATA)
-        return str(path), _intermediates(result)
+        return str(path), _intermediates(result) | _closeups(target, result, str(path))
 
     @gpu(duration=240)
     def swap_video(
@@ -182,7 +203,7 @@ def _handlers(
     return swap_image, swap_video
 
 
-def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
+def _image_tab(swap_image: Callable, examples: dict[str, list] | None, pipeline: HifiFacePipeline) -> None:
     """Inputs, result, options and the intermediates viewer of the Image tab (inside a gr.Tab)."""
     with gr.Row():
         source = gr.Image(label="Source face", type="numpy", elem_id="image-source")
@@ -207,10 +228,15 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
             gr.Image(label=label, visible=False, interactive=False, format="png", elem_id=f"view-{key}")
             for key, label in INTERMEDIATES
         ]
+    slider, closeups = _looking_widgets(pipeline, target, face)
     if examples:
         gr.Examples(
             examples["image"],
             inputs=[source, target],
+            outputs=[result, slider, closeups],
+            fn=lambda s, t: _swap_and_look(swap_image, s, t),
+            cache_examples=True,
+            cache_mode="lazy",  # the first visitor to click an example computes it, the others see it at once
             label="Examples (photos shipped with scikit-image and insightface)",
         )
 
@@ -219,7 +245,9 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
         [source, target, face, reference, identity, shape],
         [result, state],
         api_name="swap_image",
-    ).then(_show_all, [state, *toggles], views, api_visibility="private", queue=False)
+    ).then(_show_all, [state, *toggles], views, api_visibility="private", queue=False).then(
+        _look, state, [slider, closeups], api_visibility="private", queue=False
+    )
     for (key, _), toggle, view in zip(INTERMEDIATES, toggles, views, strict=True):
         toggle.change(
             lambda data, on, key=key: _view(data, key, on),
@@ -228,6 +256,191 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
             api_visibility="private",
             queue=False,
         )
+
+
+class SerialDetector:
+    """A face detector that one thread at a time may call (the app's handlers run in parallel).
+
+    dlib's HOG detector is not thread-safe: two threads in `detect` at once abort the process.
+
+    Args:
+        detector (FaceDetector): the detector to guard; a SerialDetector is not wrapped twice.
+    """
+
+    def __init__(self, detector: Any):
+        self.detector = detector.detector if isinstance(detector, SerialDetector) else detector
+        self.lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> list:
+        with self.lock:
+            return self.detector.detect(image)
+
+    def __repr__(self) -> str:
+        return repr(self.detector)
+
+
+def _looking_widgets(
+    pipeline: HifiFacePipeline, target: gr.Image, face: gr.Dropdown
+) -> tuple[gr.ImageSlider, gr.Gallery]:
+    """The target's detected faces (click one to choose it), the before/after slider and the close-ups.
+
+    In a group photo or a wide shot the faces are small: the slider and the close-ups (target crop
+    beside the swapped crop, one per face) show the swap without downloading the picture.
+    """
+    detected = gr.Gallery(
+        label="Faces in the target: click one to swap only that face",
+        columns=8,
+        height=140,
+        allow_preview=False,
+        interactive=False,
+        elem_id="image-faces",
+    )
+    slider = gr.ImageSlider(
+        label="Before / after (drag)", type="filepath", interactive=False, elem_id="image-slider"
+    )
+    closeups = gr.Gallery(
+        label="Close-ups: target face | swapped face",
+        columns=3,
+        height=320,
+        preview=False,
+        object_fit="contain",
+        interactive=False,
+        elem_id="image-closeups",
+    )
+
+    def faces_of(upload: Any) -> list[tuple[np.ndarray, str]]:
+        if upload is None:
+            return []
+        try:  # the pipeline's own loader: the same pixels (and face order) the swap will see
+            image, _ = pipeline.read_image(upload, "target")
+            faces = pipeline.detect_faces(image)
+        except SwapError:
+            return []  # the swap itself reports what is wrong with the picture
+        return [(_face_crop(image, f.box), f"face {i + 1}") for i, f in enumerate(faces)]
+
+    def choose(event: gr.SelectData) -> str:
+        return str(event.index)  # the gallery's order is the face index: left to right, from 0
+
+    target.change(faces_of, target, detected, api_visibility="private")
+    detected.select(choose, None, face, api_visibility="private", queue=False)
+    return slider, closeups
+
+
+def _face_crop(image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.25) -> np.ndarray:
+    """The face's box grown by `margin` of its size on each side, clipped to the image."""
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    height, width = image.shape[:2]
+    top, bottom = max(0, int(y1 - dy)), min(height, int(y2 + dy) + 1)
+    left, right = max(0, int(x1 - dx)), min(width, int(x2 + dx) + 1)
+    return image[top:bottom, left:right]
+
+
+def _closeups(target: Any, result: SwapResult, after: str) -> dict[str, Any]:
+    """What the slider and the close-ups show, kept with the intermediates (no new run)."""
+    pairs = [
+        (np.concatenate([face.target_crop, to_uint8_rgb(face.image)], axis=1), f"face {i + 1}")
+        for i, face in enumerate(result.faces)
+    ]
+    return {"before": target, "after": after, "closeups": pairs}
+
+
+def _swap_and_look(swap_image: Callable, source: Any, target: Any) -> tuple:
+    """An example's outputs: the swapped picture, the slider and the close-ups (cached as files)."""
+    path, data = swap_image(source, target)
+    return (path, *_look(data))
+
+
+def _look(data: dict[str, Any]) -> tuple[Any, list]:
+    """(before/after pair for the slider, close-ups) from a swap's kept state."""
+    if "after" not in data:
+        return None, []
+    before = data["before"]
+    if isinstance(before, np.ndarray):  # the slider shows files: keep the exact pixels as PNG
+        before = str(
+            save_image(Path(data["after"]).with_name(Path(data["after"]).stem + "-before.png"), before)
+        )
+    return (before, data["after"]), data["closeups"]
+
+
+def _live_tab(pipeline: HifiFacePipeline) -> None:
+    """The browser's webcam streamed to the server, swapped frame by frame, with a speed readout.
+
+    The source identity is computed once when the source photo (or an option) is set; frames keep
+    the tab's face choice and strengths, and pass through unchanged when no face is in view (a
+    message in the readout, never an error dialog per frame). Frames arriving while one is being
+    swapped are dropped, not queued: Gradio keeps only the newest frame a stream sent (each one
+    replaces the last), so the delay stays one frame's work.
+    """
+    gr.Markdown(
+        "Allow the camera, set a source face, then start the stream. Use it only with the consent of "
+        "the people shown, and tell viewers that the picture is synthetic."
+    )
+    with gr.Row():
+        source = gr.Image(label="Source face", type="numpy", elem_id="live-source")
+        camera = gr.Image(
+            label="Camera", sources=["webcam"], streaming=True, type="numpy", elem_id="live-camera"
+        )
+        view = gr.Image(label="Swapped live (AI-generated)", interactive=False, elem_id="live-result")
+    readout = gr.Textbox(label="Live", interactive=False, value="Set a source face.", elem_id="live-fps")
+    face, reference, identity, shape = _options("live")[:4]
+    session = gr.State(None)
+
+    def set_source(image, face, reference, identity, shape, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        if image is None:
+            return None, "Set a source face."
+        progress(0, desc="Encoding the source face")
+        try:
+            code = pipeline.encode_source(image)  # once per source photo, reused by every option change
+        except SwapError as error:
+            return None, f"Cannot use the source: {error}"
+        return configure({"source": code}, face, reference, identity, shape)
+
+    def configure(state, face, reference, identity, shape):
+        if not state:
+            return None, "Set a source face."
+        try:
+            swapper = LiveSwapper(
+                pipeline, state["source"], face or "largest", reference, float(identity), float(shape)
+            )
+        except SwapError as error:
+            return state | {"swapper": None}, f"Cannot use these options: {error}"
+        return state | {"swapper": swapper, "meter": FpsMeter()}, "Source set: start the camera stream."
+
+    def swap_frame(frame, state):
+        if frame is None:
+            return None, gr.skip()
+        if not state or state.get("swapper") is None:
+            return frame, "No source face set: showing the camera as it is."
+        try:
+            swapped, faces = state["swapper"](frame, time.monotonic())
+        except Exception as error:  # one bad frame must not end the stream: show it unchanged
+            logger.warning("live frame passed through: %s", error)
+            return frame, f"Frame shown unchanged ({error})."
+        fps = state["meter"].tick()
+        swapper = state["swapper"]
+        status = "" if faces else " (no face in view: passing through)"
+        return swapped, (
+            f"{fps:.1f} fps · {swapper.swapped} frames swapped · {swapper.passed_through} passed through{status}"
+        )
+
+    options = [face, reference, identity, shape]
+    source.change(
+        set_source, [source, *options], [session, readout], api_visibility="private", show_progress="full"
+    )
+    for component in options:
+        component.change(configure, [session, *options], [session, readout], api_visibility="private")
+    camera.stream(
+        swap_frame,
+        [camera, session],
+        [view, readout],
+        stream_every=0.1,
+        show_progress="hidden",  # a spinner over every frame would flicker
+        concurrency_limit=1,
+        concurrency_id="live",
+        time_limit=600,
+        api_visibility="private",
+    )
 
 
 def _video_tab(swap_video: Callable, examples: dict[str, list] | None) -> None:
@@ -306,6 +519,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-video-frames", type=int, default=3000, help="longest video accepted, in frames"
     )
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve Gradio's MCP server, so assistants can call the swap (needs gradio[mcp])",
+    )
     return parser.parse_args(argv)
 
 
@@ -321,6 +539,7 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
         max_file_size=args.max_file_size,
         prevent_thread_lock=not block,
         footer_links=["api", "gradio"],
+        **({"mcp_server": True} if args.mcp else {}),
     )
     return demo
 

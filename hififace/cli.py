@@ -5,6 +5,7 @@
     hififace swap --source FACE --target IMAGE|VIDEO|FOLDER --output PATH [--model DIR_OR_REPO] ...
     hififace evaluate (--pairs CSV | --sources DIR --targets DIR) [--model M] [--swapped DIR] --out DIR ...
     hififace export-onnx MODEL_DIR OUT.onnx [--opset 17] [--dynamic-batch] [--identity ID.onnx] [--check]
+    hififace live --source FACE [--camera 0|CLIP.mp4] [--virtual-camera] [--output REC.mp4] [--model M]
 
 Every failure ends with one clear line on stderr and a non-zero exit status.
 """
@@ -478,6 +479,115 @@ def _add_export_onnx(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export_onnx)
 
 
+def _live(args: argparse.Namespace) -> None:
+    import torch
+
+    from hififace.pipeline import HifiFacePipeline
+    from hififace.video.live import VirtualCamera, open_camera, run_live
+
+    model = args.model or os.environ.get("HIFIFACE_MODEL")
+    if not model:
+        raise ValueError(f"no model: pass --model DIR_OR_REPO or set HIFIFACE_MODEL; {_WEIGHTS_HELP}")
+    if args.face == "reference" and not args.reference:
+        raise ValueError("--face reference needs --reference IMAGE (a photo of the person to replace)")
+    virtual = VirtualCamera() if args.virtual_camera else False  # a missing package fails first
+    camera = open_camera(args.camera, realtime=not args.every_frame)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = args.dtype or ("bfloat16" if device != "cpu" or _cpu_has_bf16() else "float32")
+    pipeline = HifiFacePipeline.from_pretrained(model, detector=args.detector, dtype=dtype).to(device)
+    if virtual:
+        virtual.fps = camera.fps
+
+    def readout(shown: int, fps: float) -> None:
+        if not args.quiet:
+            print(f"\r{shown} frames, {fps:.1f} fps", end="", file=sys.stderr, flush=True)
+
+    print(f"live: {camera.name} -> swap ({dtype}, {device}); Ctrl-C stops", file=sys.stderr)
+    summary = run_live(
+        pipeline,
+        args.source,
+        camera,
+        record=args.output,
+        virtual_camera=virtual,
+        max_frames=args.max_frames,
+        on_frame=readout,
+        face=args.face,
+        reference=args.reference,
+        identity_strength=args.identity_strength,
+        shape_strength=args.shape_strength,
+        mask_erode=args.mask_erode,
+        mask_blur=args.mask_blur,
+    )
+    if not args.quiet:
+        print(file=sys.stderr)
+    print(
+        f"{summary.frames} frames: {summary.swapped} swapped, {summary.passed_through} passed through, "
+        f"{summary.dropped} dropped; {summary.fps:.2f} fps ({summary.stopped})"
+        + (f"; recorded {summary.recording}" if summary.recording else "")
+    )
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX): the fast path pays off only then."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _add_live(commands: argparse._SubParsersAction) -> None:
+    live = commands.add_parser(
+        "live",
+        help="swap a source face into a camera's frames, live",
+        description=(
+            "Read a camera (or a video file standing in for one), put the largest face of --source into "
+            "its frames and show them on a virtual camera (--virtual-camera, for video calls) and/or "
+            "record them (--output, tagged as AI-generated). Frames are dropped, not queued, when the "
+            "swap falls behind. Ctrl-C stops; the recording is kept. Use it only with the consent of "
+            "the people shown, and tell the people you talk to that the picture is synthetic."
+        ),
+    )
+    live.add_argument("--source", required=True, help="image with the face to put in (its largest face)")
+    live.add_argument(
+        "--camera", default="0", help="camera index (default 0) or a video file standing in for one"
+    )
+    live.add_argument("--output", metavar="REC.mp4", help="record the swapped frames (.mp4, .mov or .mkv)")
+    live.add_argument(
+        "--virtual-camera",
+        action="store_true",
+        help='show the frames on a virtual camera (needs pyvirtualcam: pip install "hififace[live]")',
+    )
+    live.add_argument(
+        "--every-frame",
+        action="store_true",
+        help="with a video file: swap every frame as fast as possible instead of pacing it like a camera",
+    )
+    live.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    live.add_argument("--model", help="model folder or Hub repository (default: $HIFIFACE_MODEL)")
+    live.add_argument("--face", default="largest", help="which faces: largest (default), all, N or reference")
+    live.add_argument("--reference", metavar="IMAGE", help="with --face reference: a photo of the person")
+    live.add_argument("--identity-strength", type=float, default=1.0, help="0..1 (default 1)")
+    live.add_argument("--shape-strength", type=float, default=1.0, help="0..1 (default 1)")
+    live.add_argument("--mask-erode", type=int, help="mask erosion radius in crop pixels at 256 (default 5)")
+    live.add_argument("--mask-blur", type=int, help="mask feather radius in crop pixels at 256 (default 10)")
+    live.add_argument(
+        "--detector",
+        default="auto",
+        choices=["auto", "insightface", "dlib"],
+        help="face detector (default auto)",
+    )
+    live.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    live.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        help="autocast dtype (default: bfloat16 on a GPU or a CPU with native bf16, else float32)",
+    )
+    live.add_argument("--quiet", action="store_true", help="no frames-per-second readout")
+    live.set_defaults(func=_live)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hififace", description="HifiFace face swapping.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -505,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_swap(commands)
     _add_evaluate(commands)
     _add_export_onnx(commands)
+    _add_live(commands)
     return parser
 
 

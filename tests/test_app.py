@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import os
+import re
 import socket
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +50,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def app_url(app_module, tmp_path_factory):
     model = tiny_model_dir(tmp_path_factory)
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(tmp_path_factory.mktemp("examples-cache"))
     port = free_port()
     demo = app_module.main(
         [
@@ -59,6 +64,7 @@ def app_url(app_module, tmp_path_factory):
             "dlib",
             "--device",
             "cpu",
+            "--mcp",
         ],
         block=False,
     )
@@ -195,3 +201,156 @@ def test_space_front_matter_points_at_this_app():
     assert (ROOT / config["app_file"]).is_file()
     assert config["models"] and all("/" in repo for repo in config["models"])
     assert "Use it responsibly" in text
+
+
+def test_mcp_server_offers_the_swap(app_url):
+    with urllib.request.urlopen(f"{app_url}gradio_api/mcp/schema", timeout=30) as response:
+        tools = {tool["name"]: tool for tool in json.load(response)}
+    assert "swap_image" in tools
+    assert {"source", "target", "face"} <= set(tools["swap_image"]["inputSchema"]["properties"])
+    assert not any("live" in name for name in tools)  # the webcam stream is no tool
+
+
+def fake_camera_clip(path: Path, frames: int = 10) -> Path:
+    """A .y4m clip (320 x 240, 4:2:0) of the astronaut drifting, for Chromium's fake camera."""
+    import cv2
+    import numpy as np
+
+    picture = cv2.resize(data.astronaut()[:384], (320, 240), interpolation=cv2.INTER_AREA)
+    with path.open("wb") as out:
+        out.write(b"YUV4MPEG2 W320 H240 F10:1 Ip A1:1 C420jpeg\n")
+        for i in range(frames):
+            out.write(
+                b"FRAME\n" + cv2.cvtColor(np.roll(picture, i, axis=1), cv2.COLOR_RGB2YUV_I420).tobytes()
+            )
+    return path
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_live_tab_swaps_the_fake_camera(app_url, photos, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = fake_camera_clip(tmp_path / "camera.y4m")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={clip}",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(app_url)
+            page.get_by_role("tab", name="Live").click()
+            readout = page.locator("#live-fps textarea")
+            page.locator("#live-source input[type=file]").set_input_files(str(photos["coffee"]))
+            expect(readout).to_have_value(re.compile("Cannot use the source: no face found"), timeout=30_000)
+            page.locator("#live-source input[type=file]").set_input_files(str(photos["astronaut"]))
+            expect(readout).to_have_value(re.compile("Source set"), timeout=60_000)
+            page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
+            page.locator("#live-camera button", has_text="Record").click()
+            expect(readout).to_have_value(re.compile(r"fps · [1-9]\d* frames swapped"), timeout=90_000)
+            expect(page.locator("#live-result img")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "app-live.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, photos):
+    import numpy as np
+    from playwright.sync_api import expect, sync_playwright
+
+    from hififace.faces import load_detector
+    from hififace.imageio import load_image
+
+    target = load_image(photos["group"])
+    faces = load_detector("dlib").detect(target)  # what the app finds: t1.jpg is under 1600 px
+    chosen = 2
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(app_url)
+            page.locator("#image-source input[type=file]").set_input_files(str(photos["astronaut"]))
+            page.locator("#image-target input[type=file]").set_input_files(str(photos["group"]))
+            thumbnails = page.locator("#image-faces .thumbnail-item")
+            expect(thumbnails).to_have_count(len(faces), timeout=60_000)
+            thumbnails.nth(chosen).click()
+            expect(page.locator("#image-face input")).to_have_value(f"face {chosen + 1} from the left")
+            page.locator("#swap-image").click()
+            expect(page.locator("#image-result img")).to_be_visible(timeout=90_000)
+            expect(page.locator("#image-slider img")).to_have_count(2, timeout=30_000)
+            expect(page.locator("#image-closeups .thumbnail-item")).to_have_count(1, timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "app-image-looking.png"), full_page=True)
+            src = page.locator("#image-result img").get_attribute("src")
+        finally:
+            browser.close()
+    with urllib.request.urlopen(urllib.parse.urljoin(app_url, src), timeout=30) as response:
+        swapped = np.asarray(PILImage.open(io.BytesIO(response.read())).convert("RGB"))
+    changed = np.argwhere(np.any(swapped != target, axis=2))
+    assert len(changed) > 0
+    x1, y1, x2, y2 = faces[chosen].box
+    margin = x2 - x1  # the aligned crop (forehead to chin) reaches beyond the detector's box
+    assert changed[:, 1].min() >= x1 - margin and changed[:, 1].max() <= x2 + margin
+    assert changed[:, 0].min() >= y1 - margin and changed[:, 0].max() <= y2 + margin
+    for i, face in enumerate(faces):  # every other face is left exactly as it was
+        x1, y1, x2, y2 = (round(v) for v in face.box)
+        assert i == chosen or np.array_equal(swapped[y1:y2, x1:x2], target[y1:y2, x1:x2])
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_examples_are_cached_at_first_click(app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    cache = Path(os.environ["GRADIO_EXAMPLES_CACHE"])
+    assert not any(p.is_file() for p in cache.rglob("*"))  # lazy: nothing computed at start
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(app_url)
+            page.locator("table tbody tr").first.click()
+            expect(page.locator("#image-slider img")).to_have_count(2, timeout=90_000)
+            expect(page.locator("#image-result img")).to_be_visible()
+            cached = sorted(p.suffix for p in cache.rglob("*") if p.is_file())
+            assert ".csv" in cached and ".png" in cached  # the first click computed and kept it
+            page.reload()
+            page.locator("table tbody tr").first.click()  # a later visitor: served from the cache
+            expect(page.locator("#image-slider img")).to_have_count(2, timeout=10_000)
+        finally:
+            browser.close()
+
+
+def test_the_app_calls_its_detector_from_one_thread_at_a_time(app_module):
+    import threading
+    import time
+
+    class Probe:
+        inside = peak = 0
+
+        def detect(self, image):
+            Probe.inside += 1
+            Probe.peak = max(Probe.peak, Probe.inside)
+            time.sleep(0.02)
+            Probe.inside -= 1
+            return []
+
+    detector = app_module.SerialDetector(app_module.SerialDetector(Probe()))
+    assert isinstance(detector.detector, Probe)  # not wrapped twice
+    threads = [threading.Thread(target=detector.detect, args=(None,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Probe.peak == 1  # dlib's HOG detector aborts the process when two threads are in it

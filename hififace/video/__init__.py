@@ -7,6 +7,7 @@
   atomic output);
 - `hififace.video.tracking`: landmark smoothing over time (one-euro filter) and scene cuts;
 - `hififace.video.swap`: the frame loop, `swap_video`.
+- `hififace.video.live`: live camera swapping, `run_live` (frames dropped, never queued).
 
 The source's identity code is computed once for the whole video. Every frame keeps its timestamp
 (same frame count and frame rate as the input). A frame where the face choice finds no face
@@ -15,6 +16,7 @@ passes through unchanged and is counted (`VideoSummary.passed_through`).
 
 from hififace.formats import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, is_video
 from hififace.video.io import VideoError, VideoInfo, VideoReader, VideoWriter
+from hififace.video.live import CameraError, LiveSwapper, open_camera, run_live
 from hififace.video.swap import FrameSwapper, VideoSummary, swap_video
 from hififace.video.tracking import FaceTracker, LandmarkSmoother
 
@@ -25,14 +27,18 @@ __all__ = [
     "OUTPUT_SUFFIXES",
     "VIDEO_OUTPUT_SUFFIXES",
     "VIDEO_SUFFIXES",
+    "CameraError",
     "FaceTracker",
     "FrameSwapper",
     "LandmarkSmoother",
+    "LiveSwapper",
     "VideoError",
     "VideoInfo",
     "VideoReader",
     "VideoSummary",
     "VideoWriter",
     "is_video",
+    "open_camera",
+    "run_live",
     "swap_video",
 ]
