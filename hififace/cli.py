@@ -5,6 +5,7 @@
     hififace swap --source FACE --target IMAGE|VIDEO|FOLDER --output PATH [--model DIR_OR_REPO] ...
     hififace evaluate (--pairs CSV | --sources DIR --targets DIR) [--model M] [--swapped DIR] --out DIR ...
     hififace export-onnx MODEL_DIR OUT.onnx [--opset 17] [--dynamic-batch] [--identity ID.onnx] [--check]
+    hififace space OUT [--model REPO[@REVISION]] [--hardware zero-a10g|t4-small|cpu-basic] [--push SPACE_ID]
 
 Every failure ends with one clear line on stderr and a non-zero exit status.
 """
@@ -182,8 +183,9 @@ def _swap(args: argparse.Namespace) -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = HifiFacePipeline.from_pretrained(
         model,
+        revision=args.revision,
         detector=args.detector,
-        dtype=args.dtype,
+        **({"dtype": args.dtype} if args.dtype else {}),
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
     ).to(device)
@@ -247,6 +249,7 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
         help="out.png|.jpg|.webp for an image, out.mp4|.mov|.mkv for a video, a folder for a folder",
     )
     swap.add_argument("--model", help="model folder or Hub repository (default: $HIFIFACE_MODEL)")
+    swap.add_argument("--revision", help="branch, tag or commit of a Hub model repository (default: main)")
     swap.add_argument(
         "--face",
         default="largest",
@@ -274,16 +277,14 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
     )
     swap.add_argument(
         "--detector",
-        default="auto",
         choices=["auto", "insightface", "dlib"],
-        help="face detector (default auto)",
+        help="face detector (default: the model's saved setting, else auto)",
     )
     swap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     swap.add_argument(
         "--dtype",
-        default="float32",
         choices=["float32", "float16", "bfloat16"],
-        help="autocast dtype (default float32)",
+        help="autocast dtype (default: the model's saved setting, else float32)",
     )
     swap.add_argument(
         "--batch-size", type=int, default=8, help="faces (video: frames) per generator call (default 8)"
@@ -448,6 +449,41 @@ def _add_export_onnx(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export_onnx)
 
 
+def _space(args: argparse.Namespace) -> None:
+    from hififace.space import push_space, write_space
+
+    folder = write_space(args.out, model=args.model, hardware=args.hardware, requirement=args.requirement)
+    print(f"wrote the Space to {folder}; try it with: cd {folder} && python app.py")
+    if args.push:
+        print(f"uploaded: {push_space(folder, args.push, private=args.private)}")
+
+
+def _add_space(commands: argparse._SubParsersAction) -> None:
+    space = commands.add_parser(
+        "space",
+        help="write (and upload) a Hugging Face Space of the app",
+        description=(
+            "Write a complete, self-contained Gradio Space to OUT: the app, this package (or "
+            "--requirement), pinned requirements and a README whose configuration fits --hardware "
+            "(sdk_version, python_version, models, preload_from_hub, licence). --push uploads it."
+        ),
+    )
+    space.add_argument("out", help="folder to write (must not exist, or be empty)")
+    space.add_argument("--model", metavar="REPO[@REVISION]", help="the Hub model repo the Space serves")
+    space.add_argument(
+        "--hardware",
+        default="zero-a10g",
+        choices=["zero-a10g", "t4-small", "cpu-basic"],
+        help="hardware the Space is configured for (default zero-a10g)",
+    )
+    space.add_argument(
+        "--requirement", metavar="SPEC", help="pip requirement on hififace instead of copying the package"
+    )
+    space.add_argument("--push", metavar="SPACE_ID", help="also upload the folder to this Space (OWNER/NAME)")
+    space.add_argument("--private", action="store_true", help="with --push: create the Space private")
+    space.set_defaults(func=_space)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hififace", description="HifiFace face swapping.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -475,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_swap(commands)
     _add_evaluate(commands)
     _add_export_onnx(commands)
+    _add_space(commands)
     return parser
 
 
