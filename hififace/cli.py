@@ -349,6 +349,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     for reason in summary["skipped"].values():
         print(f"  {reason}")
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    if args.card:
+        from hififace.evaluation.card import write_card_results
+
+        dataset = args.card_dataset or Path(args.pairs or args.targets).stem
+        print(f"wrote the results into {write_card_results(args.card, summary, dataset)}")
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -405,6 +410,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="pairs shown in the report's grid (default 16)",
     )
     evaluate.add_argument("--no-fid", action="store_true", help="do not compute FID")
+    evaluate.add_argument(
+        "--card", metavar="MODEL_DIR", help="also write the metrics into MODEL_DIR/README.md's model-index"
+    )
+    evaluate.add_argument(
+        "--card-dataset", metavar="NAME", help="the data set's name in the card (default: the pairs' name)"
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_evaluate)
 

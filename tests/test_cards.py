@@ -100,3 +100,35 @@ def test_unknown_saved_settings_are_refused(tmp_path, tmp_path_factory):
     (tmp_path / "pipe" / PIPELINE_SETTINGS).write_text(json.dumps({"mask_blurr": 3}))
     with pytest.raises(ModelLoadError, match="unknown settings: mask_blurr"):
         HifiFacePipeline.from_pretrained(tmp_path / "pipe")
+
+
+def test_evaluation_results_go_into_the_model_index(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from hififace.cli import build_parser
+    from hififace.evaluation.card import write_card_results
+
+    torch.manual_seed(0)
+    HifiFace(**TINY).save_pretrained(tmp_path / "model", model_card_kwargs=card_metadata("trained"))
+    summary = {
+        "metrics": {
+            "identity_cosine": {"mean": 0.51234567, "ci95": [0.5, 0.52], "n": 40},
+            "pose_error": {"mean": 3.2, "ci95": None, "n": 1},
+            "fid": {"value": 12.5, "n": 40},
+            "shape_error": {"mean": None, "ci95": None, "n": 0},  # not measured: left out
+        }
+    }
+    write_card_results(tmp_path / "model", summary, "ff-pairs")
+    write_card_results(tmp_path / "model", summary, "ff-pairs")  # again: replaced, not doubled
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert set(results) == {"identity_cosine", "pose_error", "fid"}
+    assert results["identity_cosine"].metric_value == pytest.approx(0.512346)
+    assert "95% CI" in results["identity_cosine"].metric_name and results["fid"].metric_value == 12.5
+    meta = front_matter(tmp_path / "model" / "README.md")
+    assert meta["model-index"][0]["results"][0]["dataset"]["name"] == "ff-pairs"
+    assert meta["license"] == "other"  # the licence survives the rewrite
+    args = build_parser().parse_args(["evaluate", "--out", "o", "--card", "m", "--card-dataset", "x"])
+    assert (args.card, args.card_dataset) == ("m", "x")
+    with pytest.raises(ValueError, match="no metric with a value"):
+        write_card_results(tmp_path / "model", {"metrics": {}}, "empty")
