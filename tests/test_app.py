@@ -181,17 +181,3 @@ def test_gpu_decorator_is_a_no_op_without_spaces(app_module):
         return 1
 
     assert app_module.gpu(60)(f) is f
-
-
-def test_space_front_matter_points_at_this_app():
-    import gradio
-    import yaml
-
-    text = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
-    assert text.startswith("---\n")
-    config = yaml.safe_load(text.split("\n---\n", 1)[0].removeprefix("---\n"))
-    assert config["sdk"] == "gradio"
-    assert config["sdk_version"].split(".")[0] == gradio.__version__.split(".")[0]
-    assert (ROOT / config["app_file"]).is_file()
-    assert config["models"] and all("/" in repo for repo in config["models"])
-    assert "Use it responsibly" in text
