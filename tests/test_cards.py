@@ -1,4 +1,8 @@
-"""Model cards state the licence per source of weights; one Hub repo holds the whole pipeline."""
+"""Model cards state the licence per source of weights; one Hub repo holds the whole pipeline.
+
+The card tests need only the core dependencies (pyproject's `dependencies` and pyyaml): .ci/run
+runs them at the lowest allowed versions; the pipeline tests import `hififace.pipeline` inside.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from helpers import TINY, place_in_hub_cache, shipped_photos, tiny_model_dir
 from hififace import HifiFace
 from hififace.convert import save_converted
 from hififace.hub import WEIGHTS_LICENSES, card_metadata, looks_like_path
-from hififace.pipeline import PIPELINE_SETTINGS, HifiFacePipeline, ModelLoadError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -62,6 +65,8 @@ def test_a_python_package_folder_does_not_make_a_repo_id_local(tmp_path, monkeyp
 
 
 def test_pipeline_settings_round_trip_through_a_folder_and_the_hub_cache(tmp_path, tmp_path_factory):
+    from hififace.pipeline import PIPELINE_SETTINGS, HifiFacePipeline, ModelLoadError
+
     pipeline = HifiFacePipeline.from_pretrained(
         tiny_model_dir(tmp_path_factory), detector="dlib", template="arcface", mask_erode=3, mask_blur=4
     )
@@ -95,6 +100,8 @@ def test_pipeline_settings_round_trip_through_a_folder_and_the_hub_cache(tmp_pat
 
 
 def test_unknown_saved_settings_are_refused(tmp_path, tmp_path_factory):
+    from hififace.pipeline import PIPELINE_SETTINGS, HifiFacePipeline, ModelLoadError
+
     pipeline = HifiFacePipeline.from_pretrained(tiny_model_dir(tmp_path_factory), detector="dlib")
     pipeline.save_pretrained(tmp_path / "pipe")
     (tmp_path / "pipe" / PIPELINE_SETTINGS).write_text(json.dumps({"mask_blurr": 3}))
