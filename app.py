@@ -1,7 +1,7 @@
 """HifiFace face swapping in the browser: a Gradio app, also a Hugging Face Space.
 
     python app.py --model models/hififace-256 [--host 127.0.0.1 --port 7860]
-    HIFIFACE_MODEL=user/hififace-256 python app.py
+    HIFIFACE_MODEL=user/hififace-256 HIFIFACE_REVISION=v1 python app.py
 
 The model (a folder written by `hififace convert` / `save_pretrained`, or a Hub repository) loads
 once at start. Without one, the app shows how to get weights instead of failing. The image swap is
@@ -37,6 +37,7 @@ import numpy as np
 from hififace.atomic import atomic_path
 from hififace.imageio import save_image
 from hififace.pipeline import AI_METADATA, HifiFacePipeline, ModelLoadError, SwapError, SwapResult
+from hififace.space import gpu_seconds
 from hififace.tensors import to_uint8_rgb
 from hififace.video import swap_video as swap_video_file
 from hififace.video.live import FpsMeter, LiveSwapper
@@ -73,6 +74,8 @@ Face Hub repository.
 2. Or train your own with `accelerate launch train_accelerate.py ...` and point `--model` at the
    saved folder.
 """
+# Faces per frame assumed for ZeroGPU's duration when "all" (or those like a reference) are swapped.
+GUESSED_FACES = 4
 # (key of FaceSwap.intermediates(), label); the low-resolution ones are shown enlarged.
 INTERMEDIATES = (
     ("mask_low", "M_low: feature-fusion mask (low resolution)"),
@@ -89,8 +92,10 @@ FACE_CHOICES = [
 ] + [(f"face {i + 1} from the left", str(i)) for i in range(10)]
 
 
-def gpu(duration: int) -> Callable[[Callable], Callable]:
-    """`spaces.GPU(duration=...)` where the `spaces` package exists, a no-op elsewhere."""
+def gpu(duration: int | Callable[..., int]) -> Callable[[Callable], Callable]:
+    """`spaces.GPU(duration=...)` where the `spaces` package exists, a no-op elsewhere.
+
+    `duration` may be a function of the call's arguments (ZeroGPU's dynamic duration)."""
     if spaces is None:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
@@ -132,7 +137,16 @@ def _handlers(
 ) -> tuple[Callable, Callable]:
     """The image and video swap functions the page (and its API) calls; results go to `output_dir`."""
 
-    @gpu(duration=60)
+    def image_seconds(source=None, target=None, face="largest", *rest, **options) -> int:
+        return gpu_seconds(frames=1, faces=GUESSED_FACES if face in ("all", "reference") else 1)
+
+    def video_seconds(source=None, video=None, face="largest", *rest, **options) -> int:
+        return gpu_seconds(
+            frames=_frame_count(video, max_video_frames),
+            faces=GUESSED_FACES if face in ("all", "reference") else 1,
+        )
+
+    @gpu(duration=image_seconds)
     def swap_image(source, target, face="largest", reference=None, identity_strength=1.0, shape_strength=1.0):
         """Swap the face of a source photo into a target photo (an AI-generated result, PNG).
 
@@ -162,7 +176,7 @@ def _handlers(
         path = save_image(output_dir / f"swapped-{uuid.uuid4().hex[:12]}.png", result.image, AI_METADATA)
         return str(path), _intermediates(result) | _closeups(target, result, str(path))
 
-    @gpu(duration=240)
+    @gpu(duration=video_seconds)
     def swap_video(
         source,
         video,
@@ -475,15 +489,21 @@ def build_no_model_demo(problem: str | None = None) -> gr.Blocks:
 def create_app(
     model: str | None,
     device: str | None = None,
-    detector: str = "auto",
+    detector: str | None = None,
     dtype: str = "auto",
     max_video_frames: int | None = 3000,
+    revision: str | None = None,
 ) -> gr.Blocks:
-    """Load the pipeline once and build the page, or the how-to-get-weights page without a model."""
+    """Load the pipeline once and build the page, or the how-to-get-weights page without a model.
+
+    `detector` defaults to the model's saved pipeline setting (else "auto"); `dtype` "auto" runs
+    bfloat16 + channels-last on hardware with native bf16, else float32; `revision` is the branch,
+    tag or commit of a Hub model repository."""
     if not model:
         return build_no_model_demo()
+    options = {"dtype": dtype} if dtype else {}
     try:
-        pipeline = HifiFacePipeline.from_pretrained(model, detector=detector, dtype=dtype)
+        pipeline = HifiFacePipeline.from_pretrained(model, detector=detector, revision=revision, **options)
     except ModelLoadError as e:
         logger.error("%s", e)
         return build_no_model_demo(str(e))
@@ -503,11 +523,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("HIFIFACE_MODEL"),
         help="model folder or Hub repository (default: $HIFIFACE_MODEL)",
     )
+    parser.add_argument(
+        "--revision",
+        default=os.environ.get("HIFIFACE_REVISION") or None,
+        help="branch, tag or commit of a Hub model repository (default: $HIFIFACE_REVISION, else main)",
+    )
     parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument(
-        "--detector", default="auto", choices=["auto", "insightface", "dlib"], help="face detector"
+        "--detector",
+        choices=["auto", "insightface", "dlib"],
+        help="face detector (default: the model's saved setting, else auto)",
     )
     parser.add_argument(
         "--dtype",
@@ -531,7 +558,9 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
     """Parse the arguments, load once, launch. With block=False, return the running app."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    demo = create_app(args.model, args.device, args.detector, args.dtype, args.max_video_frames)
+    demo = create_app(
+        args.model, args.device, args.detector, args.dtype, args.max_video_frames, revision=args.revision
+    )
     demo.queue(default_concurrency_limit=1)  # one swap at a time: the model is shared
     demo.launch(
         server_name=args.host,
@@ -561,6 +590,19 @@ def _options(prefix: str) -> tuple[gr.Dropdown, gr.Image, gr.Slider, gr.Slider]:
             label="Reference face: swap the target faces that look like this person", type="numpy"
         )
     return face, reference, identity, shape
+
+
+def _frame_count(video: str | None, max_frames: int | None) -> int:
+    """Frames a video swap will do (the container's count, else 25 fps × 60 s), for ZeroGPU's duration."""
+    frames = None
+    if video:
+        with contextlib.suppress(Exception):  # an unreadable video fails later with its own message
+            from hififace.video import VideoReader
+
+            with VideoReader(Path(video)) as reader:
+                frames = reader.info.frames
+    frames = frames or 25 * 60
+    return max(1, min(frames, max_frames) if max_frames else frames)
 
 
 def _require(condition: Any, message: str) -> None:

@@ -10,8 +10,13 @@ precision, devices and processes come from `accelerate config` / `accelerate lau
 
 Checkpoints (`accelerator.save_state`) go to OUTPUT_DIR/checkpoint-STEP: written to a temporary
 folder and renamed when complete, so a checkpoint is whole or absent. `--resume_from_checkpoint
-latest` continues the step count, optimisers, schedulers, EMA, random states and data position. At
-the end, the EMA generator is exported to OUTPUT_DIR/generator as a `HifiFace.from_pretrained` folder.
+latest` continues the step count, optimisers, schedulers, EMA, random states and data position. Each
+checkpoint also holds the EMA generator as a `HifiFace.from_pretrained` / `HifiFacePipeline.from_pretrained`
+folder, `checkpoint-STEP/generator_ema` (so `hififace swap --model .../checkpoint-STEP/generator_ema`
+works mid-run), and the EMA state as `ema.safetensors`: Accelerate's save/load state hooks write and
+read it, so nothing in a checkpoint needs `torch.load(weights_only=False)` to resume. At the end,
+the EMA generator is exported to OUTPUT_DIR/generator; `--push_to_hub` uploads that folder with a
+card naming the training arguments, the base model and the last sample grid.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ from hififace.losses import HifiFaceLoss, LossWeights, dilate_mask
 logger = get_logger("hififace.train")
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# in a checkpoint folder: the EMA state (safetensors + JSON metadata) and the EMA generator
+EMA_STATE = "ema.safetensors"
+EMA_FOLDER = "generator_ema"
+SAMPLE_GRID = "sample_grid.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,8 +360,17 @@ def build_data(
     return dataset, loader
 
 
-def prepare(accelerator: Accelerator, models: Models, optimizers: Optimizers, loader):
-    """`accelerator.prepare` the models, optimisers, schedules and loader in place; returns the loader."""
+def prepare(
+    accelerator: Accelerator,
+    models: Models,
+    optimizers: Optimizers,
+    loader,
+    args: argparse.Namespace | None = None,
+):
+    """`accelerator.prepare` the models, optimisers, schedules and loader in place; returns the loader.
+
+    Also registers the save/load state hooks that keep the EMA in each checkpoint without pickles
+    (`register_ema_hooks`); `args` goes into the card of each `generator_ema` folder."""
     (
         models.generator, models.discriminator, optimizers.generator, optimizers.discriminator,
         optimizers.generator_schedule, optimizers.discriminator_schedule, loader,
@@ -362,8 +380,70 @@ def prepare(accelerator: Accelerator, models: Models, optimizers: Optimizers, lo
     )  # fmt: skip
     models.criterion.to(accelerator.device)
     models.ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(models.ema)
+    register_ema_hooks(accelerator, models, args)
     return loader
+
+
+def register_ema_hooks(accelerator: Accelerator, models: Models, args: argparse.Namespace | None) -> None:
+    """Save the EMA into every `save_state` folder and read it back in `load_state`, as safetensors.
+
+    `register_for_checkpointing(ema)` would pickle it (`custom_checkpoint_0.pkl`, read back with
+    `weights_only=False`); these hooks write `ema.safetensors` (shadow weights, scalars as JSON
+    metadata) and the EMA generator as a from_pretrained folder, like diffusers' training scripts.
+    """
+
+    def save(_models, _weights, output_dir: str) -> None:
+        if accelerator.is_main_process:
+            folder = Path(output_dir)
+            save_ema_state(models.ema, folder / EMA_STATE)
+            match = re.search(r"checkpoint-(\d+)", folder.name)
+            g_model = accelerator.unwrap_model(models.generator)
+            export(
+                g_model,
+                models.ema,
+                models.trainable,
+                folder / EMA_FOLDER,
+                args,
+                int(match.group(1)) if match else 0,
+            )
+
+    def load(_models, input_dir: str) -> None:
+        load_ema_state(models.ema, Path(input_dir) / EMA_STATE)
+
+    accelerator.register_save_state_pre_hook(save)
+    accelerator.register_load_state_pre_hook(load)
+
+
+def save_ema_state(ema, path: Path) -> None:
+    """diffusers `EMAModel.state_dict()` as safetensors: shadow weights as tensors, the rest as JSON."""
+    import json
+
+    from safetensors.torch import save_file
+
+    state = ema.state_dict()
+    tensors = {
+        f"shadow.{i:05d}": p.detach().cpu().contiguous() for i, p in enumerate(state.pop("shadow_params"))
+    }
+    save_file(tensors, str(path), metadata={"ema": json.dumps(state)})
+
+
+def load_ema_state(ema, path: Path) -> None:
+    """Read `save_ema_state`'s file into `ema` (on its device), checking the parameter count."""
+    import json
+
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.parent} holds no {EMA_STATE}: not a checkpoint of this script")
+    with safe_open(str(path), framework="pt") as f:
+        state = json.loads(f.metadata()["ema"])
+        shadow = [f.get_tensor(name) for name in sorted(f.keys())]
+    if len(shadow) != len(ema.shadow_params):
+        raise ValueError(
+            f"{path} holds {len(shadow)} EMA tensors; this generator has {len(ema.shadow_params)}"
+        )
+    device = ema.shadow_params[0].device if ema.shadow_params else "cpu"
+    ema.load_state_dict({**state, "shadow_params": [p.to(device) for p in shadow]})
 
 
 def pairs_per_process(accelerator: Accelerator, same_identity: torch.Tensor) -> torch.Tensor:
@@ -511,7 +591,7 @@ def main(argv: list[str] | None = None) -> None:
     models = build_models(args)
     dataset, loader = build_data(args, models.generator.image_size)
     optimizers = build_optimizers(args, models, accelerator.num_processes)
-    loader = prepare(accelerator, models, optimizers, loader)
+    loader = prepare(accelerator, models, optimizers, loader, args)
     global_step = resume(accelerator, args, output_dir)
 
     total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
@@ -529,6 +609,8 @@ def main(argv: list[str] | None = None) -> None:
         save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
     if accelerator.is_main_process:
         export(g_model, models.ema, models.trainable, output_dir / "generator", args, global_step)
+        if args.push_to_hub:
+            push_export(output_dir / "generator", args.push_to_hub)
     accelerator.end_training()
 
 
@@ -681,27 +763,66 @@ def log_samples(accelerator, g_model, ema, trainable, batch, output_dir: Path, s
     ema.restore(trainable)
     (output_dir / "samples").mkdir(exist_ok=True)
     save_image(grid, output_dir / "samples" / f"{step:08d}.png")
-    for tracker in accelerator.trackers:
-        if tracker.name == "tensorboard":
+    for tracker in accelerator.trackers:  # every tracker chosen with --report_to
+        if tracker.name == "tensorboard":  # add_images: NCHW floats in [0, 1]
             tracker.log_images({"samples": grid[None].cpu().numpy()}, step=step)
+        elif tracker.name == "wandb":  # wandb.Image: HWC
+            tracker.log_images({"samples": [grid.permute(1, 2, 0).cpu().numpy()]}, step=step)
+        elif hasattr(tracker, "log_images"):
+            tracker.log_images({"samples": [grid.cpu().numpy()]}, step=step)
 
 
-def export(g_model: HifiFace, ema, trainable, folder: Path, args: argparse.Namespace, step: int) -> None:
-    """Save the EMA generator (with its priors) as a `HifiFace.from_pretrained` folder."""
-    ema.store(trainable)
-    ema.copy_to(trainable)
+def export(
+    g_model: HifiFace, ema, trainable, folder: Path, args: argparse.Namespace | None, step: int
+) -> None:
+    """Save the EMA generator (with its priors) as a `HifiFace.from_pretrained` folder with its card.
+
+    The card states the licence (`hififace.hub.card_metadata("trained")`: the ArcFace prior is
+    insightface's, non-commercial), the base model when it is a Hub repo, the training arguments
+    and the latest sample grid (copied in as `sample_grid.png`)."""
+    import json
+    import shutil
+
+    from hififace.hub import card_metadata, looks_like_path
+
+    base = getattr(args, "pretrained_model", None)
+    start = "re-initialised generator weights" if args is None or args.from_scratch or not base else base
+    settings = {k: v for k, v in sorted(vars(args).items()) if v is not None} if args else {}
+    data = Path(args.data_dir).name if args else "?"
     card = {
-        "weights_source": f"trained with hififace's train_accelerate.py for {step} steps on {Path(args.data_dir).name} "
-        f"(EMA decay {args.ema_decay}, batch {args.train_batch_size} per process), starting from "
-        f"{'re-initialised generator weights' if args.from_scratch or not args.pretrained_model else args.pretrained_model}",
+        "weights_source": f"trained with hififace's train_accelerate.py for {step} steps on {data} "
+        f"(EMA decay {getattr(args, 'ema_decay', '?')}, batch {getattr(args, 'train_batch_size', '?')} per "
+        f"process), starting from {start}",
+        **card_metadata("trained", base_model=base if base and not looks_like_path(base) else None),
     }
     folder.mkdir(parents=True, exist_ok=True)
+    samples = sorted((Path(args.output_dir) / "samples").glob("*.png")) if args else []
+    description = "HifiFace generator (EMA weights) trained with hififace's train_accelerate.py."
+    if samples:
+        shutil.copyfile(samples[-1], folder / SAMPLE_GRID)
+        description += f"\n\nSamples at step {int(samples[-1].stem)} (source, target, swap per row):\n\n![samples]({SAMPLE_GRID})"
+    description += (
+        "\n\nTraining arguments:\n\n```json\n" + json.dumps(settings, indent=2, default=str) + "\n```"
+    )
+    card["description"] = description
     (folder / "README.md").unlink(missing_ok=True)
-    g_model.save_pretrained(folder, model_card_kwargs=card)
-    if args.push_to_hub:
-        g_model.push_to_hub(args.push_to_hub, model_card_kwargs=card)
-    ema.restore(trainable)
-    logger.info(f"exported the EMA generator to {folder}")
+    ema.store(trainable)
+    ema.copy_to(trainable)
+    try:
+        g_model.save_pretrained(folder, model_card_kwargs=card)
+    finally:
+        ema.restore(trainable)
+    logger.info(f"saved the EMA generator to {folder}")
+
+
+def push_export(folder: Path, repo_id: str) -> None:
+    """Upload the exported generator folder (weights, config, card, sample grid) to a Hub model repo."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo = api.create_repo(repo_id, exist_ok=True).repo_id
+    api.upload_folder(repo_id=repo, folder_path=str(folder), commit_message="hififace training export")
+    logger.info(f"uploaded {folder} to {repo}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
     hififace evaluate (--pairs CSV | --sources DIR --targets DIR) [--model M] [--swapped DIR] --out DIR ...
     hififace export-onnx MODEL_DIR OUT.onnx [--opset 17] [--dynamic-batch] [--identity ID.onnx] [--check]
     hififace live --source FACE [--camera 0|CLIP.mp4] [--virtual-camera] [--output REC.mp4] [--model M]
+    hififace space OUT [--model REPO[@REVISION]] [--hardware zero-a10g|t4-small|cpu-basic] [--push SPACE_ID]
 
 Every failure ends with one clear line on stderr and a non-zero exit status.
 """
@@ -208,8 +209,9 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = HifiFacePipeline.from_pretrained(
         model,
+        revision=args.revision,
         detector=args.detector,
-        dtype=args.dtype,
+        **({"dtype": args.dtype} if args.dtype else {}),
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
     ).to(device)
@@ -273,6 +275,7 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
         help="out.png|.jpg|.webp for an image, out.mp4|.mov|.mkv for a video, a folder for a folder",
     )
     swap.add_argument("--model", help="model folder or Hub repository (default: $HIFIFACE_MODEL)")
+    swap.add_argument("--revision", help="branch, tag or commit of a Hub model repository (default: main)")
     swap.add_argument(
         "--face",
         default="largest",
@@ -300,9 +303,8 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
     )
     swap.add_argument(
         "--detector",
-        default="auto",
         choices=["auto", "insightface", "dlib"],
-        help="face detector (default auto)",
+        help="face detector (default: the model's saved setting, else auto)",
     )
     swap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     swap.add_argument(
@@ -379,6 +381,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     for reason in summary["skipped"].values():
         print(f"  {reason}")
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    if args.card:
+        from hififace.evaluation.card import write_card_results
+
+        dataset = args.card_dataset or Path(args.pairs or args.targets).stem
+        print(f"wrote the results into {write_card_results(args.card, summary, dataset)}")
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -435,6 +442,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="pairs shown in the report's grid (default 16)",
     )
     evaluate.add_argument("--no-fid", action="store_true", help="do not compute FID")
+    evaluate.add_argument(
+        "--card", metavar="MODEL_DIR", help="also write the metrics into MODEL_DIR/README.md's model-index"
+    )
+    evaluate.add_argument(
+        "--card-dataset", metavar="NAME", help="the data set's name in the card (default: the pairs' name)"
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_evaluate)
 
@@ -493,8 +506,8 @@ def _live(args: argparse.Namespace) -> None:
     virtual = VirtualCamera() if args.virtual_camera else False  # a missing package fails first
     camera = open_camera(args.camera, realtime=not args.every_frame)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = args.dtype or ("bfloat16" if device != "cpu" or _cpu_has_bf16() else "float32")
-    pipeline = HifiFacePipeline.from_pretrained(model, detector=args.detector, dtype=dtype).to(device)
+    pipeline = HifiFacePipeline.from_pretrained(model, detector=args.detector, dtype=args.dtype).to(device)
+    dtype = str(pipeline.dtype).removeprefix("torch.")
     if virtual:
         virtual.fps = camera.fps
 
@@ -525,16 +538,6 @@ def _live(args: argparse.Namespace) -> None:
         f"{summary.dropped} dropped; {summary.fps:.2f} fps ({summary.stopped})"
         + (f"; recorded {summary.recording}" if summary.recording else "")
     )
-
-
-def _cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX): the fast path pays off only then."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _add_live(commands: argparse._SubParsersAction) -> None:
@@ -581,11 +584,47 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
     live.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     live.add_argument(
         "--dtype",
-        choices=["float32", "float16", "bfloat16"],
-        help="autocast dtype (default: bfloat16 on a GPU or a CPU with native bf16, else float32)",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="auto (default): bfloat16 + channels-last where the CPU or GPU has native bf16, else float32",
     )
     live.add_argument("--quiet", action="store_true", help="no frames-per-second readout")
     live.set_defaults(func=_live)
+
+
+def _space(args: argparse.Namespace) -> None:
+    from hififace.space import push_space, write_space
+
+    folder = write_space(args.out, model=args.model, hardware=args.hardware, requirement=args.requirement)
+    print(f"wrote the Space to {folder}; try it with: cd {folder} && python app.py")
+    if args.push:
+        print(f"uploaded: {push_space(folder, args.push, private=args.private)}")
+
+
+def _add_space(commands: argparse._SubParsersAction) -> None:
+    space = commands.add_parser(
+        "space",
+        help="write (and upload) a Hugging Face Space of the app",
+        description=(
+            "Write a complete, self-contained Gradio Space to OUT: the app, this package (or "
+            "--requirement), pinned requirements and a README whose configuration fits --hardware "
+            "(sdk_version, python_version, models, preload_from_hub, licence). --push uploads it."
+        ),
+    )
+    space.add_argument("out", help="folder to write (must not exist, or be empty)")
+    space.add_argument("--model", metavar="REPO[@REVISION]", help="the Hub model repo the Space serves")
+    space.add_argument(
+        "--hardware",
+        default="zero-a10g",
+        choices=["zero-a10g", "t4-small", "cpu-basic"],
+        help="hardware the Space is configured for (default zero-a10g)",
+    )
+    space.add_argument(
+        "--requirement", metavar="SPEC", help="pip requirement on hififace instead of copying the package"
+    )
+    space.add_argument("--push", metavar="SPACE_ID", help="also upload the folder to this Space (OWNER/NAME)")
+    space.add_argument("--private", action="store_true", help="with --push: create the Space private")
+    space.set_defaults(func=_space)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -616,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(commands)
     _add_export_onnx(commands)
     _add_live(commands)
+    _add_space(commands)
     return parser
 
 

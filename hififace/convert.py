@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from hififace.checkpoints import CorruptCheckpoint, RefusedPickle, load_tensors, read_zip_checkpoint
-from hififace.hub import CheckpointError, load_state_dict_strict
+from hififace.hub import CheckpointError, card_metadata, load_state_dict_strict
 from hififace.models.generator import HifiFace
 from hififace.priors.arcface import IRESNET_LAYERS, ArcFace
 from hififace.priors.face3d import BFMLandmarks, Face3DRegressor
@@ -252,14 +252,15 @@ def save_converted(
     *,
     command: str,
     description: str,
-    weights_license: str,
+    base_model: str | None = None,
     push_to_hub: str | None = None,
     private: bool | None = None,
 ) -> None:
     """Write `model` to `out_dir` (config.json, model.safetensors, README.md) and optionally push it.
 
-    The model card names the source file (and its SHA-256) and the licence of the weights. An
-    older README.md in `out_dir` is replaced, since it would describe another conversion.
+    The model card names the source file (and its SHA-256) and the licence of the weights, in its
+    YAML header and in words (`hififace.hub.WEIGHTS_LICENSES[command]`: a complete HifiFace is
+    `license: other`, since its ArcFace part is insightface's, non-commercial). An older README.md in `out_dir` is replaced, since it would describe another conversion.
 
     Args:
         model (HubMixin model): the converted model.
@@ -267,7 +268,7 @@ def save_converted(
         src (str or Path): the file the weights came from.
         command (str): the `hififace convert` source name, for the card.
         description (str): what the model is and where it comes from (Markdown).
-        weights_license (str): licence of the converted weights, in words.
+        base_model (str, None): the Hub repo the source file came from, when it came from one.
         push_to_hub (str, None): a Hub repo id to upload the folder to.
         private (bool, None): visibility of a repo that the push creates.
     """
@@ -275,10 +276,10 @@ def save_converted(
     card = {
         "model_name": f"hififace {type(model).__name__}",
         "description": description,
-        "weights_license": weights_license,
         "weights_source": f"converted with `hififace convert {command}` from `{src.name}` "
         f"(SHA-256 {_sha256(src)})",
         "class_name": type(model).__name__,
+        **card_metadata(command, base_model=base_model),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "README.md").unlink(missing_ok=True)
@@ -323,8 +324,6 @@ def convert_arcface(
         command="arcface",
         description=f"ArcFace IResNet-{depth} face-recognition network of insightface's arcface_torch "
         "(https://github.com/deepinsight/insightface), used by HifiFace as its identity encoder F_id.",
-        weights_license="insightface's pretrained models are for non-commercial research only "
-        "(the arcface_torch code is MIT)",
         push_to_hub=push_to_hub,
     )
     return model
@@ -350,7 +349,6 @@ def convert_deep3d(
         command="deep3d",
         description="3DMM coefficient regressor (ResNet-50, 257 Basel Face Model coefficients) of "
         "Deep3DFaceRecon_pytorch (https://github.com/sicxu/Deep3DFaceRecon_pytorch), HifiFace's F_3d.",
-        weights_license="MIT, as the Deep3DFaceRecon_pytorch release",
         push_to_hub=push_to_hub,
     )
     return model
@@ -380,7 +378,6 @@ def convert_bfm(src_mat: PathLike, out_dir: PathLike, push_to_hub: str | None = 
         command="bfm",
         description="The 68-landmark part of the Basel Face Model 2009 (recentred mean shape, identity "
         "and expression bases) as Deep3DFaceRecon_pytorch uses it, for HifiFace's shape loss.",
-        weights_license="Basel Face Model licence (https://faces.dmi.unibas.ch/bfm/): do not share",
         push_to_hub=push_to_hub,
         private=True,
     )
@@ -403,7 +400,6 @@ def convert_bisenet(src: PathLike, out_dir: PathLike, push_to_hub: str | None = 
         command="bisenet",
         description="BiSeNet face parser (19 CelebAMask-HQ classes) of face-parsing.PyTorch "
         "(https://github.com/zllrunning/face-parsing.PyTorch), for HifiFace's masks.",
-        weights_license="MIT, as the face-parsing.PyTorch release (trained on CelebAMask-HQ)",
         push_to_hub=push_to_hub,
     )
     return model
@@ -438,8 +434,6 @@ def convert_hififace_pytorch(src: PathLike, out_dir: PathLike, push_to_hub: str 
         description="HifiFace face-swapping generator at 256×256 converted from the public "
         "HiFiFace-pytorch release (https://github.com/xuehy/HiFiFace-pytorch), with its frozen "
         f"priors: ArcFace IResNet-{depth} (insightface) and the Deep3DFaceRecon 3DMM regressor.",
-        weights_license="MIT, as the HiFiFace-pytorch release; the ArcFace part was trained by "
-        "insightface, whose pretrained models are for non-commercial research",
         push_to_hub=push_to_hub,
     )
     return model
@@ -518,9 +512,6 @@ def convert_maum_ai(src: PathLike, out_dir: PathLike, push_to_hub: str | None = 
         f"frozen priors: ArcFace IResNet-{depth} (insightface) and the Deep3DFaceRecon 3DMM regressor, "
         "batch-norm statistics as in the checkpoint. Its masks are tanh outputs in (-1, 1); "
         "compositing clamps them to [0, 1].",
-        weights_license="BSD-3-Clause, as maum-ai/hififace; the ArcFace part was trained by "
-        "insightface, whose pretrained models are for non-commercial research only, so these "
-        "weights as a whole are not for commercial use",
         push_to_hub=push_to_hub,
     )
     return model

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
@@ -111,20 +113,113 @@ PAPER_URL = "https://arxiv.org/abs/2106.09965"
 REPO_URL = "https://github.com/hififace/hififace"
 
 
+INSIGHTFACE_LICENSE_LINK = "https://github.com/deepinsight/insightface#license"
+_INSIGHTFACE_PART = (
+    "its ArcFace identity network (F_id) was trained by insightface, whose pretrained models are for "
+    "non-commercial research only, so these weights as a whole are not for commercial use"
+)
+
+
+@dataclass(frozen=True)
+class WeightsLicense:
+    """How a model card states the licence of its weights.
+
+    Args:
+        license (str): the Hub's licence id ("mit", "bsd-3-clause", ...) or "other".
+        text (str): the licence in words, naming any non-commercial part and why (the card's body).
+        name (str, None): `license_name` when `license` is "other" (a short slug).
+        link (str, None): `license_link` when `license` is "other".
+    """
+
+    license: str
+    text: str
+    name: str | None = None
+    link: str | None = None
+
+
+# Per source of weights (the `hififace convert` source names, "trained" for our own training runs).
+# Every complete HifiFace holds an ArcFace prior from insightface: none of them is plain "mit".
+WEIGHTS_LICENSES: dict[str, WeightsLicense] = {
+    "hififace-pytorch": WeightsLicense(
+        "other",
+        "the generator is MIT, as the HiFiFace-pytorch release; " + _INSIGHTFACE_PART,
+        "mit-with-insightface-arcface-non-commercial",
+        INSIGHTFACE_LICENSE_LINK,
+    ),
+    "maum-ai": WeightsLicense(
+        "other",
+        "the generator is BSD-3-Clause, as maum-ai/hififace; " + _INSIGHTFACE_PART,
+        "bsd-3-clause-and-insightface-non-commercial",
+        "https://github.com/maum-ai/hififace/blob/main/LICENSE",
+    ),
+    "trained": WeightsLicense(
+        "other",
+        "the generator was trained with the hififace code (MIT); " + _INSIGHTFACE_PART,
+        "mit-with-insightface-arcface-non-commercial",
+        INSIGHTFACE_LICENSE_LINK,
+    ),
+    "arcface": WeightsLicense(
+        "other",
+        "insightface's pretrained models are for non-commercial research only (the arcface_torch code is MIT)",
+        "insightface-non-commercial-research",
+        INSIGHTFACE_LICENSE_LINK,
+    ),
+    "deep3d": WeightsLicense("mit", "MIT, as the Deep3DFaceRecon_pytorch release"),
+    "bisenet": WeightsLicense("mit", "MIT, as the face-parsing.PyTorch release (trained on CelebAMask-HQ)"),
+    "bfm": WeightsLicense(
+        "other",
+        "Basel Face Model licence (https://faces.dmi.unibas.ch/bfm/): do not share",
+        "basel-face-model",
+        "https://faces.dmi.unibas.ch/bfm/",
+    ),
+}
+# Card kwargs that go into the card's YAML metadata rather than into its text.
+CARD_DATA_FIELDS = ("license", "license_name", "license_link", "base_model", "datasets")
+
+
+def card_metadata(
+    source: str, base_model: str | list[str] | None = None, datasets: list[str] | None = None
+) -> dict[str, Any]:
+    """`model_card_kwargs` that state the licence, base model and data sets of weights from `source`.
+
+    Args:
+        source (str): a key of `WEIGHTS_LICENSES` ("hififace-pytorch", "maum-ai", "trained", ...).
+        base_model (str or list[str], None): Hub repo id(s) the weights were fine-tuned or
+            converted from; None when they come from outside the Hub.
+        datasets (list[str], None): Hub data set ids the weights were trained on, when known.
+    """
+    if source not in WEIGHTS_LICENSES:
+        raise ValueError(f"unknown source of weights {source!r}; known: {', '.join(WEIGHTS_LICENSES)}")
+    terms = WEIGHTS_LICENSES[source]
+    meta: dict[str, Any] = {"license": terms.license, "weights_license": terms.text}
+    if terms.license == "other":
+        meta.update(license_name=terms.name, license_link=terms.link)
+    if base_model:
+        meta["base_model"] = base_model
+    if datasets:
+        meta["datasets"] = list(datasets)
+    return meta
+
+
 def looks_like_path(name: str | os.PathLike) -> bool:
     """Whether `name` is meant as a local path rather than a Hub repo id ("owner/name").
 
     The one rule of hififace for "local folder or Hub id" (`HubMixin.from_pretrained`,
-    `HifiFacePipeline.from_pretrained`). True for anything that exists on disk, for absolute, home
-    and explicitly relative paths, for more than one "/", and when its first component is an
-    existing local folder (`models/hififace-256` next to a `models/` folder).
+    `HifiFacePipeline.from_pretrained`, the app, the CLI). True for anything that exists on disk,
+    for absolute, home and explicitly relative paths, for more than one "/", and when its first
+    component is an existing local folder that is not a Python package (`models/hififace-256` next
+    to a `models/` folder). A package folder does not count: inside a Space, whose root holds the
+    `hififace/` package, "hififace/hififace-256" is still the Hub repository.
     """
     name = os.fspath(name)
     if os.path.exists(os.path.expanduser(name)):
         return True
     if name.startswith(("/", "./", "../", "~", ".\\")) or "\\" in name or name.count("/") > 1:
         return True
-    return "/" in name and os.path.isdir(name.split("/", 1)[0])
+    if "/" not in name:
+        return False
+    first = name.split("/", 1)[0]
+    return os.path.isdir(first) and not os.path.isfile(os.path.join(first, "__init__.py"))
 
 
 class HubMixin(PyTorchModelHubMixin):
@@ -142,7 +237,14 @@ class HubMixin(PyTorchModelHubMixin):
         kwargs.setdefault("model_name", f"hififace {type(self).__name__}")
         kwargs.setdefault("description", (type(self).__doc__ or "").strip().split("\n\n")[0])
         kwargs.setdefault("weights_license", self._hub_mixin_info.model_card_data.license)
-        return super().generate_model_card(*args, **kwargs)
+        # Licence, base model and data sets given per save (`card_metadata`) go into the YAML header.
+        metadata = {key: kwargs.pop(key) for key in CARD_DATA_FIELDS if kwargs.get(key) is not None}
+        card = super().generate_model_card(*args, **kwargs)
+        if metadata.get("license", "other") != "other":
+            card.data.license_name = card.data.license_link = None  # the class's "other" terms no longer hold
+        for key, value in metadata.items():
+            setattr(card.data, key, value)
+        return card
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):

@@ -27,6 +27,8 @@ here) with a one-line message.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -38,6 +40,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from hififace.atomic import atomic_write
 from hififace.errors import (
     FaceChoiceError,
     ImageTooLargeError,
@@ -88,6 +91,8 @@ AI_METADATA = {
     "description": "AI-generated: a face was swapped with HifiFace (https://arxiv.org/abs/2106.09965)",
 }
 
+# The pipeline's settings beside the model's config.json (`save_pretrained`, `from_pretrained`).
+PIPELINE_SETTINGS = "pipeline.json"
 _WEIGHTS_HELP = (
     "get weights with `hififace convert hififace-pytorch generator_<iter>.pth models/hififace-256` "
     "(the public HiFiFace-pytorch release), or train a model"
@@ -229,30 +234,42 @@ class HifiFacePipeline:
         self.mask_blur = mask_blur
         self.detect_max_side = detect_max_side
         self.reference_threshold = reference_threshold
+        # "auto", "insightface" or "dlib": what `save_pretrained` records (from_pretrained sets it)
+        self.detector_preference = "auto"
         self._check_dtype()
 
     @classmethod
     def from_pretrained(
         cls,
         model_repo_or_dir: str | os.PathLike,
-        detector: str | FaceDetector = "auto",
+        detector: str | FaceDetector | None = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         token: str | bool | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
         **pipeline_options: Any,
     ) -> HifiFacePipeline:
-        """Load a converted or trained model folder / Hub repository and a face detector.
+        """Load a converted or trained model folder / Hub repository, its pipeline settings and a detector.
+
+        Local folder or Hub id is decided by `hififace.hub.looks_like_path`. Settings saved by
+        `save_pretrained` (`pipeline.json`: template, mask softening, detector, dtype, ...) are
+        restored; the arguments given here win over them.
 
         Args:
             model_repo_or_dir (str or path): a folder written by `save_pretrained` or `hififace
                 convert`, or a Hub repository id.
-            detector (str or FaceDetector, default "auto"): "auto", "insightface" or "dlib"
-                (`load_detector`), or a detector instance.
-            revision, cache_dir, token: passed to `HifiFace.from_pretrained` for Hub repositories.
+            detector (str or FaceDetector, None): "auto", "insightface" or "dlib" (`load_detector`),
+                or a detector instance; None takes the saved setting, else "auto".
+            revision (str, None): branch, tag or commit of a Hub repository.
+            cache_dir, token: passed to huggingface_hub for Hub repositories.
+            local_files_only (bool, default False): use the local Hub cache only, never the network.
+            force_download (bool, default False): download the Hub files again even when cached.
             **pipeline_options: the other `HifiFacePipeline` arguments (dtype, batch_size, ...).
 
         Raises:
-            ModelLoadError: the folder does not exist or holds no model, or the repository cannot be had.
+            ModelLoadError: the folder does not exist or holds no model, the repository cannot be
+                had, or its saved settings are not the pipeline's.
         """
         from hififace.models.generator import HifiFace
 
@@ -263,17 +280,101 @@ class HifiFacePipeline:
             raise ModelLoadError(f"model folder {name} does not exist; {_WEIGHTS_HELP}")
         if looks_local and not (path / "config.json").is_file():
             raise ModelLoadError(f"{name} holds no hififace model (no config.json); {_WEIGHTS_HELP}")
+        hub = dict(
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            force_download=force_download,
+        )
         try:
-            model = HifiFace.from_pretrained(
-                str(path) if looks_local else name, revision=revision, cache_dir=cache_dir, token=token
-            )
+            model = HifiFace.from_pretrained(str(path) if looks_local else name, **hub)
+            settings = _read_settings(path if looks_local else None, name, hub)
+        except ModelLoadError:
+            raise
         except Exception as e:  # hub, network and checkpoint errors all end as one line
             raise ModelLoadError(
                 f"cannot load the model {name} ({type(e).__name__}: {_first_line(e)}); {_WEIGHTS_HELP}"
             ) from e
+        saved_detector = settings.pop("detector", "auto")
+        detector = saved_detector if detector is None else detector
+        preference = detector if isinstance(detector, str) else None
         if isinstance(detector, str):
             detector = load_detector(detector)
-        return cls(model, detector, **pipeline_options)
+        pipeline = cls(model, detector, **{**settings, **pipeline_options})
+        pipeline.detector_preference = preference or pipeline.detector_preference
+        return pipeline
+
+    def settings(self) -> dict[str, Any]:
+        """The pipeline's settings as `save_pretrained` writes them to `pipeline.json` (JSON values)."""
+        return {
+            "detector": self.detector_preference,
+            # "auto" stays "auto": the machine that loads the pipeline decides what it runs
+            "dtype": "auto" if self.auto_dtype else str(self.dtype).removeprefix("torch."),
+            "batch_size": self.batch_size,
+            "max_pixels": self.max_pixels,
+            "template": self.template,
+            "mask_erode": self.mask_erode,
+            "mask_blur": self.mask_blur,
+            "detect_max_side": self.detect_max_side,
+            "reference_threshold": self.reference_threshold,
+        }
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, model_card_kwargs: dict[str, Any] | None = None
+    ) -> Path:
+        """Write the model (config.json, model.safetensors, README.md) and `pipeline.json` to a folder.
+
+        `HifiFacePipeline.from_pretrained(save_directory)` gives back this pipeline: same weights,
+        same template, mask softening, detector preference and dtype.
+
+        Args:
+            save_directory (str or path): the folder (created when missing).
+            model_card_kwargs (dict, None): passed to the model card (e.g.
+                `hififace.hub.card_metadata("hififace-pytorch")` for the licence).
+        """
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder, model_card_kwargs=model_card_kwargs or {})
+        with atomic_write(folder / PIPELINE_SETTINGS, "w") as f:
+            json.dump(self.settings(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        return folder
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        commit_message: str = "Upload HifiFace pipeline",
+        model_card_kwargs: dict[str, Any] | None = None,
+    ) -> str:
+        """`save_pretrained` into a temporary folder and upload it to the Hub repo `repo_id`.
+
+        Args:
+            repo_id (str): "owner/name"; created (model repo) when it does not exist.
+            private (bool, None): visibility of a repo that this creates.
+            token (str, None): Hub token; None uses the logged-in one.
+            branch (str, None): the branch to commit to (default: main).
+            commit_message (str): the commit's message.
+            model_card_kwargs (dict, None): as in `save_pretrained`.
+
+        Returns:
+            The URL of the commit.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory(prefix="hififace-push-") as tmp:
+            self.save_pretrained(tmp, model_card_kwargs=model_card_kwargs)
+            info = api.upload_folder(
+                repo_id=repo, folder_path=tmp, revision=branch, commit_message=commit_message
+            )
+        return str(getattr(info, "commit_url", info))
 
     def to(
         self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
@@ -664,3 +765,28 @@ def _code_to(code: IdentityCode, device: torch.device) -> IdentityCode:
     if code.coeffs.device == device:
         return code
     return type(code)(coeffs=code.coeffs.to(device), embedding=code.embedding.to(device))
+
+
+def _read_settings(folder: Path | None, repo_id: str, hub: dict[str, Any]) -> dict[str, Any]:
+    """The saved pipeline settings of a model folder or Hub repo; {} when it has none (older saves)."""
+    if folder is not None:
+        file = folder / PIPELINE_SETTINGS
+        if not file.is_file():
+            return {}
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+        try:
+            file = Path(hf_hub_download(repo_id, PIPELINE_SETTINGS, **hub))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            return {}
+    try:
+        settings = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot read the pipeline settings {file}: {e}") from e
+    known = set(inspect.signature(HifiFacePipeline.__init__).parameters) - {"self", "model", "detector"}
+    unknown = sorted(set(settings) - known - {"detector"}) if isinstance(settings, dict) else ["(not a dict)"]
+    if unknown:
+        raise ModelLoadError(f"{PIPELINE_SETTINGS} of {repo_id} has unknown settings: {', '.join(unknown)}")
+    return settings

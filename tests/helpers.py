@@ -41,3 +41,19 @@ def shipped_photos(folder: Path, coffee: str = "coffee.png") -> dict[str, Path]:
     Image.fromarray(data.coffee()).save(paths["coffee"])
     paths["group"] = insightface_photo("t1.jpg")
     return paths
+
+
+def place_in_hub_cache(cache_dir: Path, repo_id: str, folder: Path, commit: str, refs=("main",)) -> Path:
+    """Copy a model folder into a Hugging Face cache as the model repo `repo_id` at `commit`.
+
+    The layout is huggingface_hub's (models--OWNER--NAME/refs, snapshots/COMMIT): offline
+    (`local_files_only=True` or HF_HUB_OFFLINE=1) it resolves `repo_id` at `refs` or `commit`.
+    """
+    import shutil
+
+    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    for ref in refs:
+        (repo / "refs" / ref).write_text(commit)
+    return repo

@@ -189,20 +189,6 @@ def test_gpu_decorator_is_a_no_op_without_spaces(app_module):
     assert app_module.gpu(60)(f) is f
 
 
-def test_space_front_matter_points_at_this_app():
-    import gradio
-    import yaml
-
-    text = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
-    assert text.startswith("---\n")
-    config = yaml.safe_load(text.split("\n---\n", 1)[0].removeprefix("---\n"))
-    assert config["sdk"] == "gradio"
-    assert config["sdk_version"].split(".")[0] == gradio.__version__.split(".")[0]
-    assert (ROOT / config["app_file"]).is_file()
-    assert config["models"] and all("/" in repo for repo in config["models"])
-    assert "Use it responsibly" in text
-
-
 def test_mcp_server_offers_the_swap(app_url):
     with urllib.request.urlopen(f"{app_url}gradio_api/mcp/schema", timeout=30) as response:
         tools = {tool["name"]: tool for tool in json.load(response)}

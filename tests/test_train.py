@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from hififace import FaceParser, HifiFace
@@ -87,8 +88,30 @@ def workspace(tmp_path_factory, fixtures_dir):
     return root
 
 
+# Put first on PYTHONPATH, this makes every torch.load in the training process a weights_only=True
+# load, whatever its caller asks for: a checkpoint part that needs unpickling fails the resume.
+STRICT_TORCH_LOAD = """
+import torch
+
+_load = torch.load
+
+
+def _weights_only_load(*args, **kwargs):
+    kwargs["weights_only"] = True
+    return _load(*args, **kwargs)
+
+
+torch.load = _weights_only_load
+"""
+
+
 def launch(
-    workspace: Path, out: str, *args: str, processes: int = 1, precision: str = "no"
+    workspace: Path,
+    out: str,
+    *args: str,
+    processes: int = 1,
+    precision: str = "no",
+    strict_load: bool = False,
 ) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
     command += ["--mixed_precision", precision, "--dynamo_backend", "no", "--num_processes", str(processes)]
@@ -102,6 +125,11 @@ def launch(
         os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", TORCH_HOME=str(workspace / "torch-home")
     )
     env["OMP_NUM_THREADS"] = "1" if processes > 1 else env.get("OMP_NUM_THREADS", "2")
+    if strict_load:
+        site = workspace / "strict-torch-load"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(STRICT_TORCH_LOAD)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     result.log = result.stdout + result.stderr
     return result
@@ -131,10 +159,13 @@ def test_train_checkpoint_resume_and_export(workspace):
     assert checkpoints(run) == ["checkpoint-2", "checkpoint-3"]  # the limit removed checkpoint-1
     assert (run / "samples" / "00000002.png").is_file()
     assert list((run / "logs").rglob("events.out.tfevents.*"))
+    # the EMA is in safetensors, not pickled by Accelerate (custom_checkpoint_0.pkl)
+    assert (run / "checkpoint-3" / "ema.safetensors").is_file()
+    assert not list(run.rglob("custom_checkpoint_*"))
 
     second = launch(
         workspace, "run", "--max_train_steps", "5", "--checkpointing_steps", "1", "--checkpoints_total_limit", "2",
-        "--resume_from_checkpoint", "latest",
+        "--resume_from_checkpoint", "latest", strict_load=True,
     )  # fmt: skip
     assert second.returncode == 0, second.log[-4000:]
     assert "resumed from" in second.log and "at step 3" in second.log
@@ -149,6 +180,9 @@ def test_train_checkpoint_resume_and_export(workspace):
     )
     for name in resumed:
         torch.testing.assert_close(resumed[name], direct[name], rtol=0, atol=1e-6, msg=name)
+    # the EMA was resumed from ema.safetensors: it counts on from step 3 (a fresh EMA would say 1)
+    with safe_open(str(run / "checkpoint-4" / "ema.safetensors"), framework="pt") as f:
+        assert json.loads(f.metadata()["ema"])["optimization_step"] == 4
 
     model = HifiFace.from_pretrained(run / "generator")  # the exported EMA generator
     assert model.encoder.conv_in.out_channels == 8
@@ -322,3 +356,26 @@ def test_a_step_the_grad_scaler_skips_leaves_ema_and_schedules_unchanged(tiny_pa
     assert after[2] != before[2] and after[3] != before[3]  # so did both schedules
     assert not any(torch.equal(a, b) for a, b in zip(before[4], after[4], strict=True))
     assert set(result.terms) >= {"grad_norm/G", "grad_norm/D", "loss/D/r1", "loss/G/rec"}
+
+
+def test_a_checkpoint_written_mid_training_serves_as_a_pipeline(workspace, tmp_path):
+    """checkpoint-N/generator_ema loads with HifiFacePipeline.from_pretrained and swaps, mid-run."""
+    from hififace.pipeline import HifiFacePipeline
+
+    result = launch(workspace, "midrun", "--max_train_steps", "2", "--checkpointing_steps", "1")
+    assert result.returncode == 0, result.log[-4000:]
+    folder = workspace / "midrun" / "checkpoint-1" / "generator_ema"
+    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in folder.iterdir()}
+    card = (folder / "README.md").read_text()
+    assert "license: other" in card and "insightface" in card and '"max_train_steps": 2' in card
+    pipeline = HifiFacePipeline.from_pretrained(folder, detector="dlib")
+    from skimage import data
+
+    photo = data.astronaut()  # one face, found by dlib
+    swapped = pipeline.swap(photo, photo).image
+    assert np.asarray(swapped).shape == photo.shape
+    # the export at the end carries the last sample grid into its card
+    export = workspace / "midrun" / "generator"
+    assert (export / "sample_grid.png").is_file() and "![samples](sample_grid.png)" in (
+        export / "README.md"
+    ).read_text()
