@@ -89,6 +89,11 @@ def test_swap_image_api(app_url, photos):
         )
 
 
+def table(rows: list[list[str]]) -> dict:
+    """The face-mapping table as the API takes a Dataframe."""
+    return {"headers": ["source file name", "reference file name"], "data": rows}
+
+
 def test_swap_image_api_masks_sources_and_mapping(app_url, photos, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -107,14 +112,14 @@ def test_swap_image_api_masks_sources_and_mapping(app_url, photos, tmp_path):
     reference = tmp_path / "her.png"  # the astronaut's face again, as the reference
     PILImage.fromarray(data.astronaut()[:300, 100:400]).save(reference)
     result = client.predict(
-        None, handle_file(photos["group"]), mapping=[["astronaut.png", "her.png"]],
+        None, handle_file(photos["group"]), mapping=table([["astronaut.png", "her.png"]]),
         mapping_files=[astronaut, handle_file(reference)], api_name="/swap_image",
     )  # fmt: skip
     with PILImage.open(result) as swapped:
         assert swapped.size == PILImage.open(photos["group"]).size
     with pytest.raises(AppError, match="nobody.png is not among the uploaded mapping photos"):
         client.predict(
-            None, astronaut, mapping=[["nobody.png", "her.png"]], mapping_files=[handle_file(reference)],
+            None, astronaut, mapping=table([["nobody.png", "her.png"]]), mapping_files=[handle_file(reference)],
             api_name="/swap_image",
         )  # fmt: skip
 
