@@ -207,6 +207,7 @@ class FrameSwapper:
         for k, source in enumerate(all_sources):
             mine = [(i, face) for i, face, index in jobs if index == k]
             swaps = pipeline.swap_faces(source, [(images[i], face) for i, face in mine], *self.strengths)
+            pipeline.enhance_faces(swaps)  # no-op without an enhancer
             for (i, _), swap in zip(mine, swaps, strict=True):
                 per_frame.setdefault(i, []).append(swap)
 
