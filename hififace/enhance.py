@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from hififace.errors import ModelLoadError, SwapError
 
-__all__ = ["ENHANCER_SUFFIXES", "FACE_RESTORATION_SIZE", "FaceEnhancer", "load_enhancer"]
+__all__ = ["ENHANCER_SUFFIXES", "FACE_RESTORATION_SIZE", "FaceEnhancer", "check_blend", "load_enhancer"]
 
 ENHANCER_SUFFIXES = (".pth", ".ckpt", ".safetensors")
 
