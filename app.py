@@ -35,6 +35,7 @@ import gradio as gr
 import numpy as np
 
 from hififace.atomic import atomic_path
+from hififace.faces.masks import DEFAULT_MASKS, DEFAULT_REGIONS, MASK_TYPES, REGION_GROUPS
 from hififace.imageio import save_image
 from hififace.pipeline import AI_METADATA, HifiFacePipeline, ModelLoadError, SwapError, SwapResult
 from hififace.space import gpu_seconds
@@ -84,6 +85,12 @@ INTERMEDIATES = (
     ("image_out", "I_out: decoded face before blending"),
     ("source_crop", "Aligned source face"),
     ("target_crop", "Aligned target face"),
+    ("mask_model", "Mask: M_r softened"),
+    ("mask_box", "Mask: crop box, feathered"),
+    ("mask_region", "Mask: parsed regions"),
+    ("mask_occlusion", "Mask: occlusion"),
+    ("paste_mask", "Final paste-back mask"),
+    ("enhanced", "Enhanced face (restoration)"),
 )
 FACE_CHOICES = [
     ("the largest face", "largest"),
@@ -147,7 +154,21 @@ def _handlers(
         )
 
     @gpu(duration=image_seconds)
-    def swap_image(source, target, face="largest", reference=None, identity_strength=1.0, shape_strength=1.0):
+    def swap_image(
+        source,
+        target,
+        face="largest",
+        reference=None,
+        identity_strength=1.0,
+        shape_strength=1.0,
+        masks=None,
+        regions=None,
+        mask_padding=None,
+        enhancer_blend=None,
+        more_sources=None,
+        mapping=None,
+        mapping_files=None,
+    ):
         """Swap the face of a source photo into a target photo (an AI-generated result, PNG).
 
         Args:
@@ -157,8 +178,15 @@ def _handlers(
             reference: with face="reference", a photo of the person to replace.
             identity_strength: 0 to 1, how much of the source's identity.
             shape_strength: 0 to 1, how much of the source's face shape.
+            masks, regions, mask_padding: paste-back masks (model, box, region, occlusion), the face
+                parts swapped with "region", and the box mask's feather.
+            enhancer_blend: 0 to 1, how much of the restored face (with an enhancer loaded).
+            more_sources: more photos of the same person, averaged with the source.
+            mapping, mapping_files: (source, reference) file names and the uploaded files they name.
         """
-        _require(source, "Upload a source image: the face to put in.")
+        pairs = _mapping_pairs(mapping, mapping_files)
+        source = _sources(source, more_sources) if not pairs else None
+        _require(source is not None or bool(pairs), "Upload a source image: the face to put in.")
         _require(target, "Upload a target image: the picture to put the face into.")
         _require(
             face != "reference" or reference is not None,
@@ -172,6 +200,8 @@ def _handlers(
                 reference=reference,
                 identity_strength=float(identity_strength),
                 shape_strength=float(shape_strength),
+                **_quality(pipeline, masks, regions, mask_padding, enhancer_blend),
+                mapping=pairs or None,
             )
         path = save_image(output_dir / f"swapped-{uuid.uuid4().hex[:12]}.png", result.image, AI_METADATA)
         return str(path), _intermediates(result) | _closeups(target, result, str(path))
@@ -184,9 +214,18 @@ def _handlers(
         reference=None,
         identity_strength=1.0,
         shape_strength=1.0,
+        masks=None,
+        regions=None,
+        mask_padding=None,
+        enhancer_blend=None,
+        more_sources=None,
+        mapping=None,
+        mapping_files=None,
         progress=gr.Progress(),  # noqa: B008 (how Gradio asks for a progress tracker)
     ):
-        _require(source, "Upload a source image: the face to put in.")
+        pairs = _mapping_pairs(mapping, mapping_files)
+        source = _sources(source, more_sources) if not pairs else None
+        _require(source is not None or bool(pairs), "Upload a source image: the face to put in.")
         _require(video, "Upload a target video.")
         _require(
             face != "reference" or reference is not None,
@@ -195,6 +234,9 @@ def _handlers(
         out = output_dir / f"swapped-{uuid.uuid4().hex[:12]}.mp4"
         progress((0, None), desc="Swapping faces", unit="frames")
         with _as_gradio_error(hide=str(Path(video).parent) + os.sep):
+            quality = _quality(pipeline, masks, regions, mask_padding, enhancer_blend)
+            if quality.get("enhancer_blend") is not None:
+                pipeline.enhancer_blend = quality["enhancer_blend"]  # one model, one request at a time
             summary = swap_video_file(
                 pipeline,
                 source,
@@ -205,6 +247,8 @@ def _handlers(
                 identity_strength=float(identity_strength),
                 shape_strength=float(shape_strength),
                 max_frames=max_video_frames,
+                masks=quality.get("masks"),
+                mapping=pairs or None,
                 progress=lambda done, total: progress((done, total), desc="Swapping faces", unit="frames"),
             )
         note = (
@@ -230,6 +274,7 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None, pipeline:
             elem_id="image-result",
         )
     face, reference, identity, shape = _options("image")
+    quality = _quality_options("image")
     run = gr.Button("Swap faces", variant="primary", elem_id="swap-image")
     state = gr.State({})
     gr.Markdown("Show what the model computed (no new run):")
@@ -256,7 +301,7 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None, pipeline:
 
     run.click(
         swap_image,
-        [source, target, face, reference, identity, shape],
+        [source, target, face, reference, identity, shape, *quality],
         [result, state],
         api_name="swap_image",
     ).then(_show_all, [state, *toggles], views, api_visibility="private", queue=False).then(
@@ -464,13 +509,14 @@ def _video_tab(swap_video: Callable, examples: dict[str, list] | None) -> None:
         v_target = gr.Video(label="Target video", elem_id="video-target")
         v_result = gr.Video(label="Swapped (AI-generated)", interactive=False, elem_id="video-result")
     v_face, v_reference, v_identity, v_shape = _options("video")
+    v_quality = _quality_options("video")
     v_run = gr.Button("Swap faces in the video", variant="primary", elem_id="swap-video")
     v_note = gr.Markdown()
     if examples:
         gr.Examples(examples["video"], inputs=[v_source, v_target], label="Example")
     v_run.click(
         swap_video,
-        [v_source, v_target, v_face, v_reference, v_identity, v_shape],
+        [v_source, v_target, v_face, v_reference, v_identity, v_shape, *v_quality],
         [v_result, v_note],
         api_name="swap_video",
     )
@@ -493,6 +539,8 @@ def create_app(
     dtype: str = "auto",
     max_video_frames: int | None = 3000,
     revision: str | None = None,
+    parser: str | None = None,
+    enhancer: str | None = None,
 ) -> gr.Blocks:
     """Load the pipeline once and build the page, or the how-to-get-weights page without a model.
 
@@ -503,7 +551,9 @@ def create_app(
         return build_no_model_demo()
     options = {"dtype": dtype} if dtype else {}
     try:
-        pipeline = HifiFacePipeline.from_pretrained(model, detector=detector, revision=revision, **options)
+        pipeline = HifiFacePipeline.from_pretrained(
+            model, detector=detector, revision=revision, parser=parser, enhancer=enhancer, **options
+        )
     except ModelLoadError as e:
         logger.error("%s", e)
         return build_no_model_demo(str(e))
@@ -542,6 +592,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["auto", "float32", "float16", "bfloat16"],
         help="auto (default): bfloat16 + channels-last on hardware with native bf16, else float32",
     )
+    parser.add_argument(
+        "--parser", help="face parser folder (`hififace convert bisenet`): region/occlusion masks"
+    )
+    parser.add_argument(
+        "--enhancer", help="face-restoration checkpoint (GFPGAN, RestoreFormer, CodeFormer ...)"
+    )
     parser.add_argument("--max-file-size", default="50mb", help="largest upload accepted (default 50mb)")
     parser.add_argument(
         "--max-video-frames", type=int, default=3000, help="longest video accepted, in frames"
@@ -559,7 +615,14 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     demo = create_app(
-        args.model, args.device, args.detector, args.dtype, args.max_video_frames, revision=args.revision
+        args.model,
+        args.device,
+        args.detector,
+        args.dtype,
+        args.max_video_frames,
+        revision=args.revision,
+        parser=args.parser,
+        enhancer=args.enhancer,
     )
     demo.queue(default_concurrency_limit=1)  # one swap at a time: the model is shared
     demo.launch(
@@ -603,6 +666,75 @@ def _frame_count(video: str | None, max_frames: int | None) -> int:
                 frames = reader.info.frames
     frames = frames or 25 * 60
     return max(1, min(frames, max_frames) if max_frames else frames)
+
+
+def _quality_options(prefix: str) -> list[gr.components.Component]:
+    """Masks, several source photos, face mapping and restoration: a second Advanced accordion."""
+    with gr.Accordion("Advanced: masks, several sources, face mapping, restoration", open=False):
+        with gr.Row():
+            masks = gr.CheckboxGroup(
+                list(MASK_TYPES), value=list(DEFAULT_MASKS), label="Paste-back masks (multiplied)",
+                elem_id=f"{prefix}-masks",
+            )  # fmt: skip
+            padding = gr.Slider(
+                0, 0.3, value=0.05, step=0.01, label="Box mask feather (fraction of the crop)"
+            )
+            blend = gr.Slider(0, 1, value=0.8, step=0.05, label="Face restoration blend (with --enhancer)")
+        regions = gr.CheckboxGroup(
+            list(REGION_GROUPS),
+            value=list(DEFAULT_REGIONS),
+            label="Regions swapped (region mask, face parser)",
+        )
+        more = gr.File(
+            label="More photos of the source person (identities averaged)", file_count="multiple",
+            file_types=["image"], elem_id=f"{prefix}-more-sources",
+        )  # fmt: skip
+        files = gr.File(
+            label="Face mapping: upload the source and reference photos", file_count="multiple",
+            file_types=["image"], elem_id=f"{prefix}-mapping-files",
+        )  # fmt: skip
+        mapping = gr.Dataframe(
+            headers=["source file name", "reference file name"], datatype=["str", "str"],
+            row_count=(1, "dynamic"), col_count=(2, "fixed"), type="array", elem_id=f"{prefix}-mapping",
+            label="Face mapping: target faces like the reference receive the source (replaces Source face)",
+        )  # fmt: skip
+    return [masks, regions, padding, blend, more, mapping, files]
+
+
+def _quality(pipeline: HifiFacePipeline, masks, regions, mask_padding, enhancer_blend) -> dict[str, Any]:
+    """The pipeline options of the quality inputs; inputs left empty keep the pipeline's defaults."""
+    options: dict[str, Any] = {}
+    if masks:
+        options["masks"] = pipeline.mask_options(masks, regions or None, mask_padding)
+    if enhancer_blend is not None and pipeline.enhancer is not None:
+        options["enhancer_blend"] = float(enhancer_blend)
+    return options
+
+
+def _sources(source: Any, more: Any) -> Any:
+    """The source photo and any extra photos of the same person, as one list (or the one photo)."""
+    extra = [getattr(f, "name", f) for f in (more or [])]
+    if source is None:
+        return extra or None
+    return [source, *extra] if extra else source
+
+
+def _mapping_pairs(rows: Any, files: Any) -> list[tuple[str, str]]:
+    """(reference, source) paths from the mapping table's filled rows of uploaded file names."""
+    rows = rows.values.tolist() if hasattr(rows, "values") else (rows or [])
+    uploaded = {Path(getattr(f, "name", f)).name: str(getattr(f, "name", f)) for f in (files or [])}
+    pairs = []
+    for row in rows:
+        cells = [str(c).strip() if c is not None else "" for c in list(row)[:2]]
+        if len(cells) < 2 or not any(cells):
+            continue
+        if not all(cells):
+            raise gr.Error("Each face-mapping row needs a source file name and a reference file name.")
+        missing = [c for c in cells if c not in uploaded]
+        if missing:
+            raise gr.Error(f"Face mapping: {missing[0]} is not among the uploaded mapping photos.")
+        pairs.append((uploaded[cells[1]], uploaded[cells[0]]))
+    return pairs
 
 
 def _require(condition: Any, message: str) -> None:

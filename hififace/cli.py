@@ -177,6 +177,7 @@ def _swap(args: argparse.Namespace) -> None:
         raise ValueError(f"no model: pass --model DIR_OR_REPO or set HIFIFACE_MODEL; {_WEIGHTS_HELP}")
     if args.face == "reference" and not args.reference:
         raise ValueError("--face reference needs --reference IMAGE (a photo of the person to replace)")
+    _mapping_pairs(args)  # a bad --map fails before any work
     jobs = _swap_jobs(Path(args.target), Path(args.output))
     if args.save_intermediates and all(is_video(file) for file, _ in jobs):
         raise ValueError("--save-intermediates works on image targets only")
@@ -214,9 +215,16 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
         **({"dtype": args.dtype} if args.dtype else {}),
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
+        masks=_mask_options(args),
+        parser=args.parser,
+        enhancer=args.enhancer,
+        enhancer_blend=args.enhancer_blend,
     ).to(device)
     logging.getLogger("hififace").info(f"hififace: {pipeline.precision} on {device} (--dtype {args.dtype})")
-    source = pipeline.encode_source(args.source)  # once for every target
+    # sources, references and the face choice are encoded once for every target
+    mapping = _mapping_pairs(args)
+    face_map = pipeline.face_map(mapping) if mapping else None
+    source = pipeline.encode_source(args.source) if face_map is None else None
     choice = pipeline.face_choice(args.face, args.reference)  # a reference photo embedded once
     options = {
         "face": choice,
@@ -224,6 +232,7 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
         "shape_strength": args.shape_strength,
         "mask_erode": args.mask_erode,
         "mask_blur": args.mask_blur,
+        "mapping": face_map,
     }
     failed = []
     for file, out in tqdm(jobs, desc="swap", unit="file", disable=len(jobs) == 1 or args.no_progress):
@@ -257,6 +266,36 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
     return failed
 
 
+def _mapping_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(reference, source) pairs of every --map SOURCE=REFERENCE; checks --source against --map."""
+    if args.map and args.source:
+        raise ValueError("give either --source or --map SOURCE=REFERENCE, not both")
+    if not args.map and not args.source:
+        raise ValueError("give --source IMAGE (repeatable, or a folder) or --map SOURCE=REFERENCE")
+    pairs = []
+    for entry in args.map or []:
+        source, sep, reference = entry.partition("=")
+        if not sep or not source or not reference:
+            raise ValueError(f"--map {entry}: write it as SOURCE=REFERENCE (two image paths)")
+        pairs.append((reference, source))
+    return pairs
+
+
+def _mask_options(args: argparse.Namespace):
+    """The paste-back masks of --mask, --regions and --mask-padding (a SwapError names a bad one)."""
+    from hififace.faces.masks import MaskOptions
+
+    padding = None
+    if args.mask_padding is not None:
+        try:
+            padding = [float(v) for v in args.mask_padding.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--mask-padding {args.mask_padding}: give 1 or 4 comma-separated fractions (top,right,bottom,left)"
+            ) from None
+    return MaskOptions.parse(args.mask, args.regions, padding)
+
+
 def _add_swap(commands: argparse._SubParsersAction) -> None:
     swap = commands.add_parser(
         "swap",
@@ -267,7 +306,12 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
             "consent of the people shown."
         ),
     )
-    swap.add_argument("--source", required=True, help="image with the face to put in (its largest face)")
+    swap.add_argument(
+        "--source",
+        action="append",
+        help="image with the face to put in (its largest face); repeat it, or give a folder, for several "
+        "photos of one person (their identities are averaged)",
+    )
     swap.add_argument("--target", required=True, help="image, video or folder of images and videos")
     swap.add_argument(
         "--output",
@@ -321,7 +365,47 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
         "--max-pixels", type=int, default=40_000_000, help="refuse larger images and frames (default 40 MP)"
     )
     swap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_swap_quality(swap)
     swap.set_defaults(func=_swap)
+
+
+def _add_swap_quality(swap: argparse.ArgumentParser) -> None:
+    """Masks, face mapping and face restoration options of `hififace swap`."""
+    from hififace.faces.masks import MASK_TYPES, REGION_GROUPS
+
+    swap.add_argument(
+        "--map",
+        action="append",
+        metavar="SOURCE=REFERENCE",
+        help="repeatable, instead of --source: faces that look like REFERENCE (a photo) receive SOURCE",
+    )
+    swap.add_argument(
+        "--mask",
+        metavar="LIST",
+        help=f"paste-back masks multiplied together, from {','.join(MASK_TYPES)} (default model,box)",
+    )
+    swap.add_argument(
+        "--regions",
+        metavar="LIST",
+        help=f"with --mask region: face parts swapped, from {','.join(REGION_GROUPS)} "
+        "(default skin,brows,eyes,glasses,nose,mouth)",
+    )
+    swap.add_argument(
+        "--mask-padding",
+        metavar="P[,P,P,P]",
+        help="the box mask's feather per side (top,right,bottom,left) as a fraction of the crop (default 0.05)",
+    )
+    swap.add_argument(
+        "--parser", metavar="DIR", help="face parser folder (`hififace convert bisenet`) for region/occlusion"
+    )
+    swap.add_argument(
+        "--enhancer",
+        metavar="FILE",
+        help="face-restoration checkpoint (GFPGAN, RestoreFormer, CodeFormer ...)",
+    )
+    swap.add_argument(
+        "--enhancer-blend", type=float, default=0.8, help="0..1, how much of the restored face (default 0.8)"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -15,8 +15,13 @@
    and reusable over many targets; `embed_faces` gives ArcFace embeddings of faces in an image;
 5. `swap_faces`: align the faces and run the generator in batches; per face I_r, I_low, M_r,
    M_low and I_out (`FaceSwap`);
-6. `composite`: soften each M_r and paste I_r back. Pixels outside the pasted region stay
-   bit-identical to the input.
+6. `enhance_faces` (optional): a face-restoration network on each I_r (`hififace.enhance`);
+7. `composite`: build each face's paste-back mask from the masks picked (`MaskOptions`: M_r
+   softened, the feathered crop box, parsed regions, occlusion) and paste I_r back. Pixels outside
+   the final mask stay bit-identical to the input.
+
+Several photos of one person are one source (`encode_sources`: averaged identity codes), and
+`face_map` maps sources onto target faces by reference photos (`swap(..., mapping=...)`).
 
 Videos go through `hififace.video.swap_video(pipeline, ...)`, built on the same steps.
 
@@ -41,6 +46,7 @@ import torch
 from PIL import Image as PILImage
 
 from hififace.atomic import atomic_write
+from hififace.enhance import FaceEnhancer, check_blend, load_enhancer
 from hififace.errors import (
     FaceChoiceError,
     ImageTooLargeError,
@@ -57,9 +63,11 @@ from hififace.faces import (
     load_detector,
     paste_back,
     select_faces,
-    soften_mask,
 )
+from hififace.faces.masks import PARSER_HELP, MaskOptions, combine_masks, mask_set, parse_crops
+from hififace.faces.selection import FaceMap, cosine_similarity
 from hififace.fast import inference_context, optimize, precision_name, resolve_dtype
+from hififace.formats import IMAGE_SUFFIXES
 from hififace.hub import looks_like_path
 from hififace.imageio import MAX_PIXELS, ImageError, load_image, save_image
 from hififace.tensors import images_to_tensor, tensor_to_images, to_uint8_rgb
@@ -68,13 +76,16 @@ from hififace.types import Image, Landmarks5, Mask, Matrix
 if TYPE_CHECKING:
     from hififace.models.generator import HifiFace
     from hififace.priors.identity import IdentityCode
+    from hififace.priors.parsing import FaceParser
 
 __all__ = [
     "AI_METADATA",
     "FaceChoice",
     "FaceChoiceError",
+    "FaceMap",
     "FaceSwap",
     "HifiFacePipeline",
+    "MaskOptions",
     "ImageTooLargeError",
     "InvalidImageError",
     "ModelLoadError",
@@ -131,6 +142,9 @@ class FaceSwap:
         image_low (float32 (S/4, S/4, 3)): I_low, the low-resolution swap (S/8 for a 512 model).
         mask (float32 (S, S)): M_r, the predicted face mask in [0, 1].
         mask_low (float32, I_low's size): M_low, the feature-fusion mask in [0, 1].
+        enhanced (float32 (S, S, 3) or None): I_r after face restoration (`enhance_faces`).
+        masks (dict of str to float32 (S, S)): the masks `composite` multiplied, by type.
+        paste_mask (float32 (S, S) or None): their product, the alpha `composite` pasted with.
     """
 
     box: tuple[float, float, float, float]
@@ -143,13 +157,26 @@ class FaceSwap:
     image_low: np.ndarray
     mask: Mask
     mask_low: Mask
+    enhanced: np.ndarray | None = None
+    masks: dict[str, Mask] = field(default_factory=dict)
+    paste_mask: Mask | None = None
 
     def intermediates(self) -> dict[str, Image]:
-        """Every crop and intermediate as a displayable uint8 RGB image, keyed by field name."""
-        return {
+        """Every crop and intermediate as a displayable uint8 RGB image, keyed by field name.
+
+        After `composite`: also each mask it used as ``mask_<type>`` and their product as
+        ``paste_mask``; after `enhance_faces`: ``enhanced``.
+        """
+        out = {
             name: to_uint8_rgb(getattr(self, name))
             for name in ("source_crop", "target_crop", "image_out", "image", "image_low", "mask", "mask_low")
         }
+        if self.enhanced is not None:
+            out["enhanced"] = to_uint8_rgb(self.enhanced)
+        out.update({f"mask_{name}": to_uint8_rgb(mask) for name, mask in self.masks.items()})
+        if self.paste_mask is not None:
+            out["paste_mask"] = to_uint8_rgb(self.paste_mask)
+        return out
 
 
 @dataclass
@@ -203,7 +230,15 @@ class HifiFacePipeline:
         mask_blur (int, default 10): feather radius of M_r before pasting, in crop pixels at 256.
         detect_max_side (int, default 1600): images with a longer side are downscaled for detection
             only (faces are still aligned and pasted at full resolution).
-        reference_threshold (float, default 0.3): minimum ArcFace cosine similarity for face="reference".
+        reference_threshold (float, default 0.3): minimum ArcFace cosine similarity for face="reference",
+            for a face mapping, and between the photos of one source.
+        masks (MaskOptions, str or sequence, default "model,box"): the paste-back masks
+            (`hififace.faces.masks`); a string or sequence is parsed with `MaskOptions.parse`.
+        parser (FaceParser or path, optional): the face parser (`hififace convert bisenet`) the
+            "region" and "occlusion" masks need; a folder is loaded here.
+        enhancer (FaceEnhancer or path, optional): a face-restoration network run on every I_r
+            (`hififace.enhance.load_enhancer`); a file is loaded here.
+        enhancer_blend (float in [0, 1], default 0.8): how much of the restored face.
     """
 
     def __init__(
@@ -218,6 +253,10 @@ class HifiFacePipeline:
         mask_blur: int = 10,
         detect_max_side: int = 1600,
         reference_threshold: float = 0.3,
+        masks: MaskOptions | str | Sequence[str] | None = None,
+        parser: FaceParser | str | os.PathLike | None = None,
+        enhancer: FaceEnhancer | str | os.PathLike | None = None,
+        enhancer_blend: float = 0.8,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -236,6 +275,13 @@ class HifiFacePipeline:
         self.reference_threshold = reference_threshold
         # "auto", "insightface" or "dlib": what `save_pretrained` records (from_pretrained sets it)
         self.detector_preference = "auto"
+        self.masks = masks if isinstance(masks, MaskOptions) else MaskOptions.parse(masks)
+        self.parser = load_parser(parser) if isinstance(parser, (str, os.PathLike)) else parser
+        if self.masks.needs_parser and self.parser is None:
+            raise SwapError(PARSER_HELP)
+        check_blend(enhancer_blend)
+        self.enhancer = load_enhancer(enhancer) if isinstance(enhancer, (str, os.PathLike)) else enhancer
+        self.enhancer_blend = enhancer_blend
         self._check_dtype()
 
     @classmethod
@@ -382,6 +428,9 @@ class HifiFacePipeline:
         """Move the model to `device` and/or change the autocast dtype; returns self."""
         if device is not None:
             self.model.to(device)
+            for extra in (self.parser, self.enhancer):
+                if extra is not None:
+                    extra.to(device)
         if dtype is not None:
             self.auto_dtype = isinstance(dtype, str) and dtype == "auto"
         if dtype is not None or self.auto_dtype:
@@ -416,11 +465,18 @@ class HifiFacePipeline:
         shape_strength: float = 1.0,
         mask_erode: int | None = None,
         mask_blur: int | None = None,
+        masks: MaskOptions | str | Sequence[str] | None = None,
+        regions: str | Sequence[str] | None = None,
+        mask_padding: float | Sequence[float] | None = None,
+        mapping: Any = None,
+        enhancer_blend: float | None = None,
     ) -> SwapResult:
         """Swap the source's face onto faces of the target image: the public steps in a row.
 
         Args:
-            source (path, PIL image, numpy array or SourceIdentity): the face to put in; its largest face.
+            source (path, PIL image, numpy array, list of them, folder or SourceIdentity): the face
+                to put in (its largest face); several photos of one person are averaged
+                (`encode_sources`). None when `mapping` gives the sources.
             target (path, PIL image or numpy array): the picture to change (RGB, RGBA or grayscale).
             face (str, int or FaceChoice, default "largest"): which target faces: "largest", "all",
                 an index counted left to right from 0 (int or digit string), "reference", or a
@@ -431,24 +487,70 @@ class HifiFacePipeline:
             identity_strength (float in [0, 1], default 1.0): 0 keeps the target's ArcFace identity.
             shape_strength (float in [0, 1], default 1.0): 0 keeps the target's 3D face shape.
             mask_erode, mask_blur (int, optional): override the pipeline's mask softening.
+            masks, regions, mask_padding (optional): override the pipeline's paste-back masks
+                (`MaskOptions.parse`: e.g. "model,box,region", "skin,nose,mouth", 0.05).
+            mapping (dict reference -> source, sequence of (reference, source) pairs, or FaceMap):
+                instead of `source` and `face`, every target face receives the source of the
+                reference it looks like most (`face_map`); faces like no reference stay as they are.
+            enhancer_blend (float in [0, 1], optional): override the pipeline's enhancer blend.
 
         Returns:
             SwapResult: the image (same size as the target; PIL for PIL or path input, numpy for
             numpy input) and the swapped faces with their intermediates.
 
         Raises:
-            InvalidImageError, ImageTooLargeError, NoFaceError (source, target or reference), FaceChoiceError.
+            InvalidImageError, ImageTooLargeError, NoFaceError (source, target or reference),
+            FaceChoiceError, SwapError (bad mask options, a source photo unlike the first).
         """
         self.check_inputs(identity_strength, shape_strength)
-        source = self.encode_source(source)
+        options = self.mask_options(masks, regions, mask_padding)
+        if enhancer_blend is not None:
+            check_blend(enhancer_blend)
+        if (source is None) == (mapping is None):
+            raise SwapError("give either a source or a face mapping (reference -> source), not both")
+        face_map = self.face_map(mapping) if mapping is not None else None
+        source = self.encode_source(source) if face_map is None else None
         image, name = self.read_image(target, "target")
         faces = self.detect_faces(image)
         if not faces:
             raise NoFaceError("target", name)
-        chosen = self.choose_faces(image, faces, self.face_choice(face, reference), name=name)
-        swaps = self.swap_faces(source, [(image, f) for f in chosen], identity_strength, shape_strength)
-        swapped = self.composite(image, swaps, mask_erode, mask_blur)
+        if face_map is None:
+            groups = [(source, self.choose_faces(image, faces, self.face_choice(face, reference), name=name))]
+        else:
+            groups = self.map_faces(image, faces, face_map, name=name)
+        swaps = []
+        for group_source, chosen in groups:
+            swaps += self.swap_faces(
+                group_source, [(image, f) for f in chosen], identity_strength, shape_strength
+            )
+        swaps.sort(key=lambda s: s.box[0])
+        self.enhance_faces(swaps, enhancer_blend)
+        swapped = self.composite(image, swaps, mask_erode, mask_blur, masks=options)
         return SwapResult(image=_like_input(target, swapped), faces=swaps, precision=self.precision)
+
+    def mask_options(
+        self,
+        masks: MaskOptions | str | Sequence[str] | None = None,
+        regions: str | Sequence[str] | None = None,
+        mask_padding: float | Sequence[float] | None = None,
+    ) -> MaskOptions:
+        """The paste-back masks: the pipeline's, with what is given replaced (`MaskOptions.parse`).
+
+        Raises:
+            SwapError: unknown names, a bad padding, or "region"/"occlusion" without a parser
+                (the message says how to get one).
+        """
+        if isinstance(masks, MaskOptions):
+            options = masks
+        else:
+            options = MaskOptions.parse(
+                self.masks.types if masks is None else masks,
+                self.masks.regions if regions is None else regions,
+                self.masks.padding if mask_padding is None else mask_padding,
+            )
+        if options.needs_parser and self.parser is None:
+            raise SwapError(PARSER_HELP)
+        return options
 
     def check_inputs(self, identity_strength: float = 1.0, shape_strength: float = 1.0) -> None:
         """Raise `SwapError` unless both strengths are numbers from 0 to 1 (before any work is done)."""
@@ -574,14 +676,19 @@ class HifiFacePipeline:
         """Align the source face and compute its identity code once (reusable over many targets).
 
         Args:
-            source (path, PIL image, numpy array or SourceIdentity): a SourceIdentity is returned as is.
+            source (path, PIL image, numpy array or SourceIdentity): a SourceIdentity is returned as
+                is; a list or tuple of photos, or a folder of them, goes to `encode_sources`.
             face (Face, optional): the source face, when already detected; else the largest face found.
 
         Raises:
-            InvalidImageError, ImageTooLargeError, NoFaceError.
+            InvalidImageError, ImageTooLargeError, NoFaceError, SwapError (`encode_sources`).
         """
         if isinstance(source, SourceIdentity):
             return source
+        if isinstance(source, (list, tuple)) or (
+            isinstance(source, (str, os.PathLike)) and Path(source).expanduser().is_dir()
+        ):
+            return self.encode_sources(source)
         image, name = self.read_image(source, "source")
         if face is None:
             faces = self.detect_faces(image)
@@ -590,6 +697,103 @@ class HifiFacePipeline:
             face = select_faces(faces, "largest")[0]
         crop, _ = align_face(image, face.landmarks, self.image_size, self.template)
         return SourceIdentity(code=self.encode_crops([crop]), crop=crop, face=face, name=name)
+
+    def encode_sources(self, sources: Sequence[Any] | str | os.PathLike) -> SourceIdentity:
+        """Several photos of one person as one source: their identity codes averaged.
+
+        The ArcFace embeddings are averaged and rescaled to their mean norm (unit embeddings stay
+        unit), the 3DMM coefficients averaged; this steadies the identity. The crop, face and name
+        shown are the first photo's.
+
+        Args:
+            sources (sequence of paths, PIL images or arrays, or a folder of images): the photos;
+                a folder is read in file-name order.
+
+        Raises:
+            InvalidImageError: no photos (an empty folder); NoFaceError: a photo without a face;
+            SwapError: a photo whose face is less similar (ArcFace cosine) than
+                `reference_threshold` to the first photo's, named in the message.
+        """
+        if isinstance(sources, (str, os.PathLike)):
+            folder = Path(sources).expanduser()
+            sources = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not sources:
+                raise InvalidImageError(f"the source folder {folder} holds no images")
+        if not sources:
+            raise InvalidImageError("no source images given")
+        encoded = [self.encode_source(s) for s in sources]
+        if len(encoded) == 1:
+            return encoded[0]
+        first = encoded[0]
+        for other in encoded[1:]:
+            similarity = cosine_similarity(
+                first.code.embedding[0].float().cpu().numpy(), other.code.embedding[0].float().cpu().numpy()
+            )
+            if similarity < self.reference_threshold:
+                raise SwapError(
+                    f"the source {other.name or 'image'} does not look like the first source "
+                    f"{first.name or 'image'} (ArcFace cosine {similarity:.2f} < {self.reference_threshold})"
+                )
+        embeddings = torch.cat([e.code.embedding for e in encoded])
+        mean = embeddings.mean(dim=0, keepdim=True)
+        mean = mean * (embeddings.norm(dim=1).mean() / mean.norm().clamp_min(1e-12))
+        coeffs = torch.cat([e.code.coeffs for e in encoded]).mean(dim=0, keepdim=True)
+        return SourceIdentity(
+            code=type(first.code)(coeffs=coeffs, embedding=mean),
+            crop=first.crop,
+            face=first.face,
+            name=first.name,
+        )
+
+    def face_map(self, mapping: Any) -> FaceMap:
+        """Reference photos embedded and sources encoded once, for `swap(..., mapping=...)` and videos.
+
+        Args:
+            mapping (dict reference -> source, sequence of (reference, source) pairs, or FaceMap):
+                each reference (path, PIL image, array, or (512,) embedding) is a photo of a person
+                in the target; its source (anything `encode_source` takes) replaces that person.
+
+        Raises:
+            FaceChoiceError: an empty mapping; NoFaceError: a reference or source without a face
+            (named); InvalidImageError, ImageTooLargeError.
+        """
+        if isinstance(mapping, FaceMap):
+            return mapping
+        pairs = list(mapping.items()) if isinstance(mapping, dict) else [tuple(p) for p in mapping]
+        if not pairs:
+            raise FaceChoiceError("the face mapping is empty; give at least one reference and its source")
+        references = []
+        for reference, _ in pairs:
+            if isinstance(reference, np.ndarray) and reference.ndim == 1:
+                references.append(reference)
+                continue
+            image, name = self.read_image(reference, "reference")
+            faces = self.detect_faces(image)
+            if not faces:
+                raise NoFaceError("reference", name)
+            references.append(self.embed_faces(image, select_faces(faces, "largest"))[0])
+        sources = [self.encode_source(source) for _, source in pairs]
+        return FaceMap(np.stack(references), sources, threshold=self.reference_threshold)
+
+    def map_faces(
+        self, image: Image, faces: Sequence[Face], face_map: FaceMap, name: str | None = None
+    ) -> list[tuple[SourceIdentity, list[Face]]]:
+        """The faces of a still image grouped by the source each receives (`FaceMap.assign`).
+
+        Raises:
+            NoFaceError: no face is similar enough to any reference.
+        """
+        ordered = select_faces(faces, "all")
+        assigned = face_map.assign(self.embed_faces(image, ordered)) if ordered else []
+        groups: dict[int, list[Face]] = {}
+        for found, index in zip(ordered, assigned, strict=True):
+            if index is not None:
+                groups.setdefault(index, []).append(found)
+        if not groups:
+            raise NoFaceError(
+                "target", name, f" similar enough to any mapping reference (threshold {face_map.threshold})"
+            )
+        return [(face_map.sources[i], groups[i]) for i in sorted(groups)]
 
     def encode_crops(self, crops: Sequence[Image]) -> IdentityCode:
         """3DMM coefficients (N, 257) and ArcFace embeddings (N, 512) of aligned uint8 (S, S, 3) crops.
@@ -671,30 +875,65 @@ class HifiFacePipeline:
                 )
         return swaps
 
+    def enhance_faces(self, swaps: Sequence[FaceSwap], blend: float | None = None) -> list[FaceSwap]:
+        """Run the pipeline's enhancer on each I_r and keep the blend as `FaceSwap.enhanced`.
+
+        Does nothing without an enhancer. `composite` then pastes `enhanced` instead of `image`.
+
+        Args:
+            swaps (sequence of FaceSwap): from `swap_faces`; changed in place and returned.
+            blend (float in [0, 1], optional): override `enhancer_blend`; 0 gives I_r exactly.
+        """
+        if self.enhancer is None or not swaps:
+            return list(swaps)
+        blend = self.enhancer_blend if blend is None else blend
+        with torch.inference_mode():
+            enhanced = self.enhancer.enhance([swap.image for swap in swaps], blend)
+        for swap, picture in zip(swaps, enhanced, strict=True):
+            swap.enhanced = picture
+        return list(swaps)
+
     def composite(
         self,
         image: Image,
         swaps: Sequence[FaceSwap],
         mask_erode: int | None = None,
         mask_blur: int | None = None,
+        masks: MaskOptions | str | Sequence[str] | None = None,
+        regions: str | Sequence[str] | None = None,
+        mask_padding: float | Sequence[float] | None = None,
     ) -> Image:
-        """Paste swapped faces back: soften each M_r, warp I_r and the mask into the image, alpha-blend.
+        """Paste swapped faces back: build each face's mask, warp I_r and it into the image, alpha-blend.
+
+        The mask is the product of the masks picked (`mask_options`; `hififace.faces.masks`): M_r
+        softened, the feathered crop box, the parsed regions of the target crop, occlusion. Each
+        FaceSwap records them (`masks`, `paste_mask`). The enhanced crop is pasted when there is one.
 
         Args:
             image (Image): the image the faces were aligned from; not modified.
             swaps (sequence of FaceSwap): from `swap_faces` (or your own, e.g. an edited `image`),
                 pasted in order.
             mask_erode, mask_blur (int, optional): override the pipeline's mask softening (radii in
-                crop pixels at 256, scaled with the model's image size).
+                crop pixels at 256, scaled with the model's image size); the blur also feathers
+                the parser's masks, inwards.
+            masks, regions, mask_padding (optional): override the pipeline's masks (`mask_options`).
 
         Returns:
-            a new uint8 (H, W, 3) image, bit-identical to `image` outside the pasted masks.
+            a new uint8 (H, W, 3) image, bit-identical to `image` wherever the final masks are 0.
+
+        Raises:
+            SwapError: bad mask options, or "region"/"occlusion" without a parser.
         """
+        options = self.mask_options(masks, regions, mask_padding)
         scale = self.image_size / 256
         erode = round((self.mask_erode if mask_erode is None else mask_erode) * scale)
         blur = round((self.mask_blur if mask_blur is None else mask_blur) * scale)
-        for swap in swaps:
-            image = paste_back(image, swap.image, soften_mask(swap.mask, erode, blur), swap.matrix)
+        labels = parse_crops(self.parser, [s.target_crop for s in swaps]) if options.needs_parser else None
+        for i, swap in enumerate(swaps):
+            swap.masks = mask_set(swap.mask, None if labels is None else labels[i], options, erode, blur)
+            swap.paste_mask = combine_masks(swap.masks)
+            crop = swap.image if swap.enhanced is None else swap.enhanced
+            image = paste_back(image, crop, swap.paste_mask, swap.matrix)
         return image
 
     # ---------------------------------------------------------------- internals
@@ -722,6 +961,25 @@ class HifiFacePipeline:
 
 
 # -------------------------------------------------------------------- small helpers
+
+
+def load_parser(folder: str | os.PathLike) -> FaceParser:
+    """The face parser from a folder written by `hififace convert bisenet` (or its `save_pretrained`).
+
+    Raises:
+        ModelLoadError: the folder does not exist, holds no parser, or cannot be read.
+    """
+    from hififace.priors.parsing import FaceParser
+
+    path = Path(folder).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"face parser folder {folder} holds no parser (no config.json); {PARSER_HELP}")
+    try:
+        return FaceParser.from_pretrained(str(path)).eval()
+    except Exception as e:  # a damaged or foreign folder ends as one line
+        raise ModelLoadError(
+            f"cannot load the face parser {folder} ({type(e).__name__}: {_first_line(e)})"
+        ) from e
 
 
 def _name_of(src: Any) -> str | None:

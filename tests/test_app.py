@@ -95,6 +95,41 @@ def test_swap_image_api(app_url, photos):
         )
 
 
+def table(rows: list[list[str]]) -> dict:
+    """The face-mapping table as the API takes a Dataframe."""
+    return {"headers": ["source file name", "reference file name"], "data": rows}
+
+
+def test_swap_image_api_masks_sources_and_mapping(app_url, photos, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    astronaut = handle_file(photos["astronaut"])
+    first = client.predict(
+        astronaut, astronaut, masks=["model", "box"], mask_padding=0.2, more_sources=[astronaut],
+        api_name="/swap_image",
+    )  # fmt: skip
+    with PILImage.open(first) as swapped:
+        assert swapped.size == (512, 512)
+    with pytest.raises(AppError, match="hififace convert bisenet"):  # no parser loaded
+        client.predict(astronaut, astronaut, masks=["model", "region"], api_name="/swap_image")
+
+    reference = tmp_path / "her.png"  # the astronaut's face again, as the reference
+    PILImage.fromarray(data.astronaut()[:300, 100:400]).save(reference)
+    result = client.predict(
+        None, handle_file(photos["group"]), mapping=table([["astronaut.png", "her.png"]]),
+        mapping_files=[astronaut, handle_file(reference)], api_name="/swap_image",
+    )  # fmt: skip
+    with PILImage.open(result) as swapped:
+        assert swapped.size == PILImage.open(photos["group"]).size
+    with pytest.raises(AppError, match="nobody.png is not among the uploaded mapping photos"):
+        client.predict(
+            None, astronaut, mapping=table([["nobody.png", "her.png"]]), mapping_files=[handle_file(reference)],
+            api_name="/swap_image",
+        )  # fmt: skip
+
+
 def test_swap_video_api(app_url, tmp_path):
     import av
     import numpy as np
@@ -151,6 +186,8 @@ def test_browser_swaps_and_toggles_the_mask_without_rerunning(app_url, photos, m
             expect(page.locator("#view-mask img")).to_be_visible(timeout=10_000)
             page.locator("#show-mask_low input[type=checkbox]").check()
             expect(page.locator("#view-mask_low img")).to_be_visible(timeout=10_000)
+            page.locator("#show-paste_mask input[type=checkbox]").check()  # the masks: same toggles
+            expect(page.locator("#view-paste_mask img")).to_be_visible(timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / "app-image-swap.png"), full_page=True)
             page.locator("#show-mask input[type=checkbox]").uncheck()
             expect(mask_view).to_be_hidden(timeout=10_000)

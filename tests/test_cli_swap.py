@@ -48,6 +48,7 @@ def test_swap_an_image_with_the_model_from_the_environment(photos, model_dir, tm
     assert sorted(p.name for p in steps.iterdir()) == sorted(
         f"face0_{n}.png"
         for n in ("source_crop", "target_crop", "image_out", "image", "image_low", "mask", "mask_low")
+        + ("mask_model", "mask_box", "paste_mask")  # the paste-back masks composite used
     )
 
 
@@ -110,4 +111,74 @@ def test_errors_end_in_one_line(photos, model_dir, tmp_path, capsys, monkeypatch
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hififace: error: "), err
     assert message.format(**fill) in lines[0]
+    assert not (tmp_path / "o.png").exists()
+
+
+# ---------------------------------------------------------------- masks, several sources, mapping, enhancer
+
+
+def test_swap_with_masks_two_source_photos_and_a_face_mapping(photos, model_dir, tmp_path, capsys):
+    out = tmp_path / "masked.png"
+    code, stdout, err = run(
+        capsys, "--model", str(model_dir), "--source", str(photos["astronaut"]), "--source",
+        str(photos["astronaut"]), "--target", str(photos["astronaut"]), "--output", str(out),
+        "--mask", "model,box", "--mask-padding", "0.1,0.05,0.05,0.05", "--save-intermediates", str(tmp_path / "parts"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.is_file() and (tmp_path / "parts" / "face0_mask_box.png").is_file()
+    with PILImage.open(tmp_path / "parts" / "face0_mask_box.png") as box:
+        assert box.getpixel((0, 0)) == (0, 0, 0) and box.getpixel((128, 128)) == (255, 255, 255)
+
+    # the astronaut's own face as the reference: she receives the (same) source, through --map
+    mapped = tmp_path / "mapped.png"
+    code, stdout, err = run(
+        capsys, "--model", str(model_dir), "--map", f"{photos['astronaut']}={photos['astronaut']}",
+        "--target", str(photos["astronaut"]), "--output", str(mapped),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "1 face(s) swapped" in stdout
+    with PILImage.open(mapped) as a, PILImage.open(out) as b:
+        assert a.size == b.size
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--source", "{astronaut}", "--mask", "model,region"], "hififace convert bisenet"),
+        (["--source", "{astronaut}", "--mask", "model,box,nose"], "unknown mask 'nose'"),
+        (["--source", "{astronaut}", "--regions", "skin,teeth"], "unknown region 'teeth'"),
+        (["--source", "{astronaut}", "--mask-padding", "a,b"], "--mask-padding a,b: give 1 or 4"),
+        (["--map", "{astronaut}={coffee}"], "no face found in the reference image {coffee}"),
+        (["--map", "{astronaut}"], "--map {astronaut}: write it as SOURCE=REFERENCE"),
+        (["--source", "{astronaut}", "--map", "{astronaut}={astronaut}"], "either --source or --map"),
+        ([], "give --source IMAGE"),
+        (
+            ["--source", "{astronaut}", "--enhancer", "{tmp}/weights.pth"],
+            "enhancer {tmp}/weights.pth is not a network",
+        ),
+        (["--source", "{astronaut}", "--source", "{coffee}"], "no face found in the source image {coffee}"),
+    ],
+)
+def test_quality_option_errors_are_one_line_and_write_nothing(
+    photos, model_dir, tmp_path, capsys, args, message
+):
+    import torch
+
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "weights.pth")
+    fill = {"tmp": str(tmp_path), "astronaut": str(photos["astronaut"]), "coffee": str(photos["coffee"])}
+    args = [a.format(**fill) for a in args]
+    code, _, err = run(
+        capsys,
+        "--model",
+        str(model_dir),
+        "--target",
+        str(photos["astronaut"]),
+        "--output",
+        str(tmp_path / "o.png"),
+        *args,
+    )
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hififace: error: "), err
+    assert message.format(**fill) in lines[0], lines[0]
     assert not (tmp_path / "o.png").exists()

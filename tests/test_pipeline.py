@@ -169,6 +169,7 @@ def test_save_writes_the_ai_generated_marker_and_intermediates(group_swap, tmp_p
     assert names == sorted(
         f"face0_{n}.png"
         for n in ("source_crop", "target_crop", "image_out", "image", "image_low", "mask", "mask_low")
+        + ("mask_model", "mask_box", "paste_mask")  # the paste-back masks composite used
     )
     with PILImage.open(tmp_path / "steps" / "face0_mask_low.png") as mask_low:
         assert mask_low.size == (S // 4, S // 4)

@@ -200,3 +200,25 @@ def test_landmark_smoother_removes_jitter_and_restarts_on_jumps():
 def test_is_video():
     assert is_video("a/b/clip.MP4") and is_video("x.mkv")
     assert not is_video("photo.png") and not is_video("folder")
+
+
+def test_video_masks_and_enhancer_reach_every_frame(pipeline, source, tmp_path, monkeypatch):
+    """The paste-back masks and the enhancer are applied per frame, as on still images."""
+    frames = clip_frames()[:3]
+    short = tmp_path / "short.mp4"
+    write_clip(short, frames, audio=False)
+    enhanced, composited = [], []
+    monkeypatch.setattr(pipeline, "enhancer", object())  # any enhancer: enhance_faces is spied on
+    monkeypatch.setattr(
+        pipeline, "enhance_faces", lambda swaps, blend=None: enhanced.append(len(swaps)) or swaps
+    )
+    composite = pipeline.composite
+
+    def spy(image, swaps, *args, **kwargs):
+        composited.append(kwargs["masks"].types)
+        return composite(image, swaps, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "composite", spy)
+    summary = swap_video(pipeline, source, short, tmp_path / "out.mp4", masks="model,box")
+    assert summary.swapped == 3 and sum(enhanced) == 3
+    assert composited == [("model", "box")] * 3

@@ -30,6 +30,7 @@ from hififace.faces.detection import (
 from hififace.faces.selection import (
     FaceChoice,
     FaceChoiceError,
+    FaceMap,
     FaceSelectionError,
     cosine_similarity,
     select_faces,
@@ -44,6 +45,7 @@ __all__ = [
     "FaceChoice",
     "FaceChoiceError",
     "FaceDetector",
+    "FaceMap",
     "FaceSelectionError",
     "Image",
     "InsightFaceDetector",

@@ -14,6 +14,9 @@ A `FaceChoice` is parsed once from what the user gives and then applied to every
 index beyond the faces present, or nobody like the reference. Whether that is an error is the
 caller's policy: `HifiFacePipeline.choose_faces` raises for still images, `hififace.video` passes
 such a frame through unchanged and counts it.
+
+A `FaceMap` maps several sources onto target faces: each target face goes to the most similar
+reference embedding (cosine at least `threshold`) and receives that reference's source.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "MODES",
     "FaceChoice",
     "FaceChoiceError",
+    "FaceMap",
     "FaceSelectionError",
     "cosine_similarity",
     "select_faces",
@@ -167,3 +171,46 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     if not np.isfinite(norm) or norm == 0:
         raise FaceChoiceError("an embedding is zero or not finite")
     return vector / norm
+
+
+@dataclass(frozen=True, eq=False)
+class FaceMap:
+    """Which source each target face receives: the one whose reference face it looks like most.
+
+    Args:
+        references (float (K, D) array): the reference embeddings, one per mapping entry.
+        sources (sequence of K objects): what each reference maps to (the pipeline's encoded
+            sources); kept as given.
+        threshold (float, default 0.3): a target face less similar (cosine) to every reference
+            receives nothing.
+
+    Raises:
+        FaceChoiceError: no entries, a count mismatch, or a zero or non-finite embedding.
+    """
+
+    references: np.ndarray
+    sources: tuple[Any, ...]
+    threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        references = np.asarray(self.references, dtype=np.float64)
+        if references.ndim != 2 or len(references) == 0 or len(references) != len(self.sources):
+            raise FaceChoiceError(
+                f"a face mapping needs one reference embedding per source, got {references.shape} "
+                f"for {len(self.sources)} sources"
+            )
+        object.__setattr__(self, "references", np.stack([_unit(r) for r in references]))
+        object.__setattr__(self, "sources", tuple(self.sources))
+
+    def assign(self, embeddings: np.ndarray) -> list[int | None]:
+        """For each target embedding (N, D), the index of its source, or None below the threshold."""
+        embeddings = np.asarray(embeddings, dtype=np.float64).reshape(-1, self.references.shape[1])
+        out: list[int | None] = []
+        for embedding in embeddings:
+            similarity = self.references @ _unit(embedding)
+            best = int(np.argmax(similarity))
+            out.append(best if similarity[best] >= self.threshold else None)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.sources)

@@ -3,6 +3,10 @@
 Policy for a frame where the face choice finds no face (no face at all, an index beyond the faces
 present, nobody like the reference): the frame passes through unchanged, as decoded, and is
 counted in `VideoSummary.passed_through`. (A still image raises instead: `choose_faces`.)
+
+With a face mapping (`mapping=`, `HifiFacePipeline.face_map`), each face is matched to a reference
+when it first appears and keeps that source while it is followed from frame to frame (its centre
+within half a face width of where it was): a face turning away for a moment does not swap identity.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hififace.faces import FaceChoice, select_faces
+import numpy as np
+
+from hififace.errors import SwapError
+from hififace.faces import FaceChoice, FaceMap, select_faces
 from hififace.pipeline import AI_METADATA, HifiFacePipeline, SourceIdentity
 from hififace.video.io import VideoReader, VideoWriter, check_video_paths
 from hififace.video.tracking import FaceTracker, LandmarkSmoother
@@ -69,6 +76,8 @@ def swap_video(
     max_frames: int | None = None,
     crf: int = 18,
     progress: ProgressFn | None = None,
+    masks: Any = None,
+    mapping: Any = None,
 ) -> VideoSummary:
     """Swap the source's face into every frame of a video.
 
@@ -87,6 +96,10 @@ def swap_video(
         max_frames (int, optional): refuse videos with more frames.
         crf (int, default 18): H.264 quality (lower = better, larger).
         progress (callable (done, total or None), optional): called after every batch of frames.
+        masks (MaskOptions or str, optional): the paste-back masks, as in `HifiFacePipeline.swap`.
+        mapping (dict reference -> source, pairs, or FaceMap, optional): instead of `source` (None)
+            and `face`: each face receives the source of the reference it looks like, kept along
+            its track (see the module docstring).
 
     Returns:
         VideoSummary.
@@ -101,15 +114,19 @@ def swap_video(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pipeline.check_inputs(identity_strength, shape_strength)
+    masks = pipeline.mask_options(masks)
+    if (source is None) == (mapping is None):
+        raise SwapError("give either a source or a face mapping (reference -> source), not both")
     # All fail before any frame is decoded, in this order: an invalid choice (no reference read
     # yet), a source without a face, then a reference photo without one (embedded once, here).
     choice = pipeline.face_choice(face) if reference is None or isinstance(face, FaceChoice) else None
-    source = pipeline.encode_source(source)
+    face_map = pipeline.face_map(mapping) if mapping is not None else None
+    source = pipeline.encode_source(source) if face_map is None else None
     choice = choice or pipeline.face_choice(face, reference)
     smoother = LandmarkSmoother() if smoothing is True else (smoothing or None)
     swapper = FrameSwapper(
         pipeline, source, choice, FaceTracker(smoother, cut_threshold), identity_strength, shape_strength,
-        mask_erode, mask_blur,
+        mask_erode, mask_blur, masks=masks, face_map=face_map,
     )  # fmt: skip
     with VideoReader(video_in) as reader:
         pipeline.check_pixels(reader.info.width, reader.info.height, f"the frames of {video_in}")
@@ -137,7 +154,8 @@ class FrameSwapper:
         source (SourceIdentity): the encoded source.
         choice (FaceChoice): which faces of each frame.
         tracker (FaceTracker): smooths the chosen faces' landmarks over time.
-        identity_strength, shape_strength, mask_erode, mask_blur: as in `HifiFacePipeline.swap`.
+        identity_strength, shape_strength, mask_erode, mask_blur, masks: as in `HifiFacePipeline.swap`.
+        face_map (FaceMap, optional): map faces to sources instead of `source` and `choice`.
 
     Attributes:
         swapped (int): frames so far in which at least one face was swapped.
@@ -153,10 +171,15 @@ class FrameSwapper:
         shape_strength: float = 1.0,
         mask_erode: int | None = None,
         mask_blur: int | None = None,
+        masks: Any = None,
+        face_map: FaceMap | None = None,
     ):
         self.pipeline, self.source, self.choice, self.tracker = pipeline, source, choice, tracker
         self.strengths = (identity_strength, shape_strength)
         self.mask = (mask_erode, mask_blur)
+        self.masks = masks
+        self.face_map = face_map
+        self.assigned: list[tuple[np.ndarray, float, int]] = []  # (centre, width, source index)
         self.swapped = 0
 
     def __call__(self, frames: Sequence[Any], first_index: int) -> list[Any]:
@@ -167,23 +190,33 @@ class FrameSwapper:
         images = [frame.to_ndarray(format="rgb24") for frame in frames]
         jobs = []
         for i, (frame, image) in enumerate(zip(frames, images, strict=True)):
-            chosen = select_faces(
-                pipeline.detect_faces(image),
-                self.choice,
-                embed=lambda some, im=image: pipeline.embed_faces(im, some),
-            )
+            if self.face_map is None:
+                chosen = select_faces(
+                    pipeline.detect_faces(image),
+                    self.choice,
+                    embed=lambda some, im=image: pipeline.embed_faces(im, some),
+                )
+                sources = [0] * len(chosen)
+            else:
+                chosen, sources = self.assign_faces(image, pipeline.detect_faces(image))
             t = float(frame.time) if frame.time is not None else first_index + i
-            jobs.extend((i, face) for face in self.tracker(image, chosen, t))
-        swaps = pipeline.swap_faces(self.source, [(images[i], face) for i, face in jobs], *self.strengths)
+            tracked = self.tracker(image, chosen, t)
+            jobs.extend((i, face, k) for face, k in zip(tracked, sources, strict=True))
+        all_sources = [self.source] if self.face_map is None else list(self.face_map.sources)
         per_frame: dict[int, list] = {}
-        for (i, _), swap in zip(jobs, swaps, strict=True):
-            per_frame.setdefault(i, []).append(swap)
+        for k, source in enumerate(all_sources):
+            mine = [(i, face) for i, face, index in jobs if index == k]
+            swaps = pipeline.swap_faces(source, [(images[i], face) for i, face in mine], *self.strengths)
+            pipeline.enhance_faces(swaps)  # no-op without an enhancer
+            for (i, _), swap in zip(mine, swaps, strict=True):
+                per_frame.setdefault(i, []).append(swap)
 
         out = []
         for i, frame in enumerate(frames):
             if i in per_frame:
+                swaps = sorted(per_frame[i], key=lambda s: s.box[0])
                 new = av.VideoFrame.from_ndarray(
-                    pipeline.composite(images[i], per_frame[i], *self.mask), format="rgb24"
+                    pipeline.composite(images[i], swaps, *self.mask, masks=self.masks), format="rgb24"
                 )
                 new.pts, new.time_base = frame.pts, frame.time_base
                 self.swapped += 1
@@ -192,3 +225,28 @@ class FrameSwapper:
                 new.pict_type = av.video.frame.PictureType.NONE
             out.append(new)
         return out
+
+    def assign_faces(self, image: Any, faces: Sequence[Any]) -> tuple[list[Any], list[int]]:
+        """The faces that receive a source, and whose: kept along tracks, else by `FaceMap.assign`."""
+        previous, self.assigned = self.assigned, []
+        known: dict[int, int] = {}
+        for j, face in enumerate(faces):
+            center, width = np.asarray(face.center, dtype=np.float64), float(face.width)
+            for c, w, k in previous:
+                if np.linalg.norm(center - c) <= 0.5 * max(w, width):
+                    known[j] = k
+                    break
+        fresh = [j for j in range(len(faces)) if j not in known]
+        if fresh:
+            embeddings = self.pipeline.embed_faces(image, [faces[j] for j in fresh])
+            for j, k in zip(fresh, self.face_map.assign(embeddings), strict=True):
+                if k is not None:
+                    known[j] = k
+        chosen, sources = [], []
+        for j in sorted(known, key=lambda j: faces[j].box[0]):
+            chosen.append(faces[j])
+            sources.append(known[j])
+            self.assigned.append(
+                (np.asarray(faces[j].center, dtype=np.float64), float(faces[j].width), known[j])
+            )
+        return chosen, sources
