@@ -6,8 +6,8 @@
   `CheckpointError` naming the tensors (the upstream mixin defaults to `strict=False`);
 - only `model.safetensors` is read; a pickled `pytorch_model.bin` is refused;
 - a local folder loads without initialising the model first: it is built on the meta device and
-  takes the file's tensors as they are (safetensors maps the file copy-on-write), which saves the
-  seconds a random initialisation of 150 M values costs (`hififace swap` starts that much sooner).
+  takes copies of the file's tensors, which saves the seconds a random initialisation of 150 M
+  values costs (`hififace swap` starts that much sooner).
 """
 
 from __future__ import annotations
@@ -274,7 +274,9 @@ class HubMixin(PyTorchModelHubMixin):
             raise CheckpointError(f"no weights file: {model_file} does not exist")
         with torch.device("meta"):
             model = cls(**model_kwargs)
-        state_dict = load_file(model_file, device=str(map_location))
+        # Copies, not the memory-mapped tensors themselves: convolutions over the mapped (unaligned)
+        # memory round differently, which moved swapped pixels by one 8-bit level.
+        state_dict = {k: v.clone() for k, v in load_file(model_file, device=str(map_location)).items()}
         load_state_dict_strict(model, state_dict, source=model_file, assign=True)
         if has_meta_tensors(model):  # a tensor made in __init__ that the file does not hold: build normally
             return cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)
