@@ -695,8 +695,7 @@ def export(g_model: HifiFace, ema, trainable, folder: Path, args: argparse.Names
         f"(EMA decay {args.ema_decay}, batch {args.train_batch_size} per process), starting from "
         f"{'re-initialised generator weights' if args.from_scratch or not args.pretrained_model else args.pretrained_model}",
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "README.md").unlink(missing_ok=True)
+    # written beside `folder` and swapped in whole: an interrupted export keeps the previous one
     g_model.save_pretrained(folder, model_card_kwargs=card)
     if args.push_to_hub:
         g_model.push_to_hub(args.push_to_hub, model_card_kwargs=card)
