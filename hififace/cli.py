@@ -157,7 +157,43 @@ def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
     for file, out in jobs:
         if out.resolve() == file.resolve():
             raise ValueError(f"--output would overwrite the target {file}")
+    check_output_clashes(jobs)
     return jobs
+
+
+def check_output_clashes(jobs: list[tuple[Path, Path]]) -> None:
+    """Refuse, before any work, targets that would be written to the same output file.
+
+    `a.png`, `a.bmp` and `a.tif` all become `a.png`; rather than keep only the last one, list every
+    clash so the user can rename or move those targets.
+    """
+    by_output: dict[Path, list[Path]] = {}
+    for file, out in jobs:
+        by_output.setdefault(out.resolve(), []).append(file)
+    clashes = [(out, files) for out, files in by_output.items() if len(files) > 1]
+    if clashes:
+        listed = "; ".join(f"{', '.join(f.name for f in files)} -> {out.name}" for out, files in clashes)
+        raise ValueError(
+            f"{sum(len(f) for _, f in clashes)} targets would overwrite each other's output ({listed}); "
+            "rename them or swap them into different folders"
+        )
+
+
+def prepare_output_folders(jobs: list[tuple[Path, Path]]) -> None:
+    """Create the folders the outputs go into and check they take files, before the model loads.
+
+    Images and videos alike: a missing folder is made (as for a video before), one that cannot be
+    made or written fails now with one line, not after the whole swap.
+    """
+    for folder in sorted({out.parent for _, out in jobs}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(f"cannot write into {folder}: a file of that name is in the way") from None
+        except OSError as error:
+            raise ValueError(f"cannot create the output folder {folder}: {error.strerror}") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot write into {folder}: permission denied")
 
 
 def _swap(args: argparse.Namespace) -> None:
@@ -176,8 +212,7 @@ def _swap(args: argparse.Namespace) -> None:
     if args.save_intermediates and all(is_video(file) for file, _ in jobs):
         raise ValueError("--save-intermediates works on image targets only")
     folder = Path(args.target).is_dir()
-    if folder:
-        Path(args.output).mkdir(parents=True, exist_ok=True)
+    prepare_output_folders(jobs)  # before the model loads: a bad --output fails in a second
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = HifiFacePipeline.from_pretrained(

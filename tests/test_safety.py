@@ -153,3 +153,71 @@ def test_a_pickle_that_runs_code_is_refused_not_corrupt(tmp_path):
     with pytest.raises(CheckpointError, match=r"was refused: it pickles (posix|nt)\.system") as caught:
         load_checkpoint(path)
     assert "corrupt" not in str(caught.value)
+
+
+# -- 2 and 5. outputs are checked before any work ------------------------------------------------
+
+
+def _swap_cli(capsys, *args: str) -> tuple[int, str]:
+    from hififace.cli import main
+
+    code = main(["swap", "--detector", "dlib", "--device", "cpu", "--no-progress", *args])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    Image.fromarray(data.astronaut()).resize((256, 256)).save(path)
+    return path
+
+
+def test_targets_with_the_same_stem_are_refused_before_the_model_loads(astronaut, tmp_path, capsys):
+    from PIL import Image
+
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    for name in ("a.png", "a.bmp", "a.tif", "b.bmp", "b.png", "c.jpg", "c.png"):
+        Image.open(astronaut).save(targets / name)
+    # a model folder that does not exist: the clash must be found before loading is even tried
+    code, err = _swap_cli(
+        capsys, "--source", str(astronaut), "--target", str(targets), "--output", str(tmp_path / "out"),
+        "--model", str(tmp_path / "no-model"),
+    )  # fmt: skip
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "5 targets would overwrite each other's output" in lines[0], err
+    assert "a.bmp, a.png, a.tif -> a.png" in lines[0] and "b.bmp, b.png -> b.png" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_output_into_a_missing_folder_is_made_like_a_video_one(
+    astronaut, model_dir, tmp_path, capsys
+):
+    out = tmp_path / "new" / "deeper" / "swapped.png"
+    code, err = _swap_cli(
+        capsys, "--source", str(astronaut), "--target", str(astronaut), "--output", str(out),
+        "--model", str(model_dir),
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.is_file() and sorted(p.name for p in out.parent.iterdir()) == ["swapped.png"]
+
+
+@pytest.mark.parametrize("name", ["swapped.png", "clip.mp4"])
+def test_an_output_folder_that_cannot_be_made_fails_before_the_model_loads(astronaut, tmp_path, capsys, name):
+    (tmp_path / "file").write_text("in the way")
+    out = tmp_path / "file" / name
+    code, err = _swap_cli(
+        capsys, "--source", str(astronaut), "--target", str(astronaut if name.endswith("png") else tmp_path / "v.mp4"),
+        "--output", str(out), "--model", str(tmp_path / "no-model"),
+    )  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    if name.endswith(".png"):
+        assert (
+            lines[0]
+            == f"hififace: error: cannot write into {tmp_path / 'file'}: a file of that name is in the way"
+        )
