@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -248,6 +250,8 @@ def _swap(args: argparse.Namespace) -> None:
                     f"{file} -> {out}: {summary.frames} frames, {summary.swapped} swapped, "
                     f"{summary.passed_through} without a face passed through"
                 )
+                if summary.damage:  # the output is shorter than the input: say why, loudly
+                    tqdm.write(f"hififace: warning: {file}: {summary.damage}", file=sys.stderr)
                 continue
             result = pipeline.swap(source, file, **options)
             result.save(out)
@@ -513,19 +517,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: raised in the main thread so every `with` block cleans up on the way out."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # Python's default SIGTERM ends the process at once, leaving temporary files (a half-written
+    # `.clip.XXXX.mp4`) behind; as an exception, the atomic writers remove them first.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args.func(args)
     except KeyboardInterrupt:
         print("hififace: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:
+        print("hififace: terminated", file=sys.stderr)
+        return int(stop.code)
     except Exception as error:  # one clear line for the user; -v shows the traceback
         if args.verbose:
             raise
         print(f"hififace: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

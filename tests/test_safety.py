@@ -221,3 +221,159 @@ def test_an_output_folder_that_cannot_be_made_fails_before_the_model_loads(astro
             lines[0]
             == f"hififace: error: cannot write into {tmp_path / 'file'}: a file of that name is in the way"
         )
+
+
+# -- 6. a cut or damaged video is decoded as far as it goes, and says so --------------------------
+
+
+def _write_clip(path: Path, frames: int = 12, side: int = 128) -> list[tuple[int, int]]:
+    """A faststart H.264 mp4 of the drifting astronaut (a keyframe every 4 frames); its packets' (pos, size)."""
+    import av
+    import numpy as np
+    from skimage import data
+
+    photo = np.ascontiguousarray(data.astronaut()[:: 512 // side, :: 512 // side])
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width = video.height = side
+        video.pix_fmt, video.options = "yuv420p", {"g": "4"}
+        for i in range(frames):
+            for packet in video.encode(
+                av.VideoFrame.from_ndarray(np.roll(photo, 2 * i, axis=1), format="rgb24")
+            ):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    with av.open(str(path)) as container:
+        return [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+
+
+@pytest.fixture(scope="module")
+def pipeline(model_dir):
+    from hififace import HifiFacePipeline
+
+    return HifiFacePipeline.from_pretrained(model_dir, detector="dlib")
+
+
+def test_a_truncated_or_damaged_video_is_swapped_as_far_as_it_goes_and_reported(
+    pipeline, astronaut, tmp_path
+):
+    from hififace.video import VideoError, swap_video
+
+    clip = tmp_path / "clip.mp4"
+    packets = _write_clip(clip)
+    whole = clip.read_bytes()
+    source = pipeline.encode_source(astronaut)
+
+    half = tmp_path / "half.mp4"
+    half.write_bytes(whole[: len(whole) // 2])
+    summary = swap_video(pipeline, source, half, tmp_path / "half_out.mp4")
+    assert 0 < summary.frames < 12 and summary.missing_frames == 12 - summary.frames
+    assert f"truncated: {12 - summary.frames} of 12 declared frames missing" in summary.damage
+
+    damaged = bytearray(whole)
+    pos, _ = packets[5]
+    damaged[pos : pos + 4] = b"\xff" * 4  # a NAL length no decoder accepts: that packet is rejected
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(damaged))
+    summary = swap_video(pipeline, source, bad, tmp_path / "bad_out.mp4")  # used to abort the video
+    assert summary.skipped_packets == 1 and summary.frames == 11
+    assert summary.damage == "1 damaged packet(s) skipped; truncated: 1 of 12 declared frames missing"
+
+    for pos, _ in packets:  # every packet damaged: nothing usable is left
+        damaged[pos : pos + 4] = b"\xff" * 4
+    bad.write_bytes(bytes(damaged))
+    with pytest.raises(VideoError, match=r"has no frames \(\d+ damaged packets skipped\)"):
+        swap_video(pipeline, source, bad, tmp_path / "none.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bad.mp4",
+        "bad_out.mp4",
+        "clip.mp4",
+        "half.mp4",
+        "half_out.mp4",
+    ]
+
+
+# -- 7. interrupted runs leave nothing behind -----------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_sigterm_during_a_video_swap_removes_the_temporary_video(model_dir, astronaut, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clip = tmp_path / "long.mp4"
+    _write_clip(clip, frames=400, side=64)
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [
+        sys.executable, "-m", "hififace.cli", "swap", "--source", str(astronaut), "--target", str(clip),
+        "--output", str(out / "clip.mp4"), "--model", str(model_dir), "--detector", "dlib",
+        "--device", "cpu", "--no-progress",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob(".clip.mp4.*")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(out.glob(".clip.mp4.*")), f"no temporary video appeared: {process.poll()}"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "hififace: terminated"
+    assert list(out.iterdir()) == []
+
+
+_PREPROCESS = """
+import sys
+from hififace.data import preprocess
+preprocess(sys.argv[1], sys.argv[2], workers=2, detector="dlib", progress=False)
+"""
+
+
+def test_workers_of_a_killed_preprocess_exit(astronaut, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    raw = tmp_path / "raw" / "person"
+    raw.mkdir(parents=True)
+    for i in range(400):  # more than two workers finish before the kill
+        shutil.copy(astronaut, raw / f"{i:03d}.png")
+    process = subprocess.Popen(
+        [sys.executable, "-c", _PREPROCESS, str(tmp_path / "raw"), str(tmp_path / "out")], env=_env()
+    )
+    parent = psutil.Process(process.pid)
+    try:
+        deadline = time.monotonic() + 90
+        workers: list[psutil.Process] = []
+        while time.monotonic() < deadline and process.poll() is None:
+            workers = [c for c in parent.children() if "multiprocessing.spawn" in " ".join(c.cmdline())]
+            index = tmp_path / "out" / "index.jsonl"
+            if len(workers) == 2 and index.is_file() and index.stat().st_size:  # workers busy
+                break
+            time.sleep(0.05)
+        assert len(workers) == 2, "the workers did not start"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+    finally:
+        process.kill()
+        for worker in workers:  # do not leave orphans behind when the test fails
+            if worker.is_running():
+                worker.kill()
+    assert alive == [], f"workers still running after their parent was killed: {[p.pid for p in alive]}"
