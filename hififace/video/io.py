@@ -89,13 +89,20 @@ class VideoReader:
         self.truncated = False
         self.stream.thread_type = "AUTO"
         self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
-        self.info = VideoInfo(
-            width=self.stream.width,
-            height=self.stream.height,
-            rate=self.stream.average_rate or self.stream.guessed_rate or Fraction(25),
-            frames=self.stream.frames or None,
-            audio=self.audio is not None,
-        )
+        try:
+            self.info = VideoInfo(
+                width=self.stream.width,
+                height=self.stream.height,
+                rate=self.stream.average_rate or self.stream.guessed_rate or Fraction(25),
+                frames=self.stream.frames or None,
+                audio=self.audio is not None,
+            )
+        except (AttributeError, ValueError, ZeroDivisionError) as e:  # a garbled header: no decoder, no size
+            self.container.close()
+            raise VideoError(f"{path}: cannot read the video stream ({e})") from e
+        if not self.info.width or not self.info.height:
+            self.container.close()
+            raise VideoError(f"{path}: the video stream has no picture size (a damaged header)")
 
     def __enter__(self) -> VideoReader:
         return self
