@@ -11,16 +11,26 @@ also an API endpoint, `/swap_image` (source and target image first, every other 
     Client("http://127.0.0.1:7860").predict(handle_file("a.jpg"), handle_file("b.jpg"), api_name="/swap_image")
 
 Everything the app makes carries an "AI-generated" marker (PNG text chunks, video metadata tags).
+
+Uploads are handed to the pipeline as files and decoded by the project's own loader (the same pixel
+limit, read from the header before decoding, the same RGBA and 16-bit handling and one-line errors
+as the command line). Uploads and results are deleted after `--delete-after` seconds and when the
+app stops. Image swaps of several users are batched through the generator together, and a bounded
+queue turns requests away with "try again" when it is full.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +41,14 @@ import numpy as np
 
 from hififace.atomic import atomic_path
 from hififace.imageio import save_image
-from hififace.pipeline import AI_METADATA, HifiFacePipeline, ModelLoadError, SwapError, SwapResult
+from hififace.pipeline import (
+    AI_METADATA,
+    HifiFacePipeline,
+    ModelLoadError,
+    SourceIdentity,
+    SwapError,
+    SwapResult,
+)
 from hififace.video import swap_video as swap_video_file
 
 try:  # Hugging Face ZeroGPU Spaces: a GPU is attached only while a decorated function runs.
@@ -45,9 +62,53 @@ TITLE = "HifiFace face swap"
 RESPONSIBLE_USE = (
     "**Use responsibly.** Swap only faces of people who agreed to it; never to deceive, harass, "
     "impersonate or make sexual imagery of anyone. Every result is labelled as AI-generated in its "
-    "metadata; keep that label and say that the picture is synthetic when you share it. Uploads are "
-    "processed for this request only and are not stored by the app."
+    "metadata; keep that label and say that the picture is synthetic when you share it."
 )
+# Uploads and results live on the server only this long (seconds), then are deleted; all of them
+# when the app stops. Gradio checks every DELETE_EVERY seconds, so a file lives at most the sum.
+DELETE_AFTER = 600
+DELETE_EVERY = 60
+MAX_BATCH = 4  # image swaps of different users run through the generator together
+MAX_QUEUE = 20  # waiting requests past which new ones get "queue is full, try again"
+
+
+def privacy_note(delete_after: int = DELETE_AFTER, every: int = DELETE_EVERY) -> str:
+    """What the page says about uploads and results, from the deletion settings actually used."""
+    return (
+        f"**Your files.** Uploads and results are kept on this server only to serve your result: "
+        f"they are deleted {_duration(delete_after)} after they were written (checked every "
+        f"{_duration(every)}, so within {_duration(delete_after + every)} at most), and all of them "
+        "when the app stops. Until then, anyone with a result's link can open it."
+    )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60 == 0 and seconds >= 60:
+        minutes = seconds // 60
+        return f"{minutes} minute" + ("s" if minutes != 1 else "")
+    return f"{seconds} second" + ("s" if seconds != 1 else "")
+
+
+def uploaded_image(**options: Any) -> gr.Image:
+    """A `gr.Image` input that hands the uploaded file over untouched, as a path.
+
+    Gradio's own preprocessing opens the file with PIL (a corrupt upload becomes "upstream app
+    raised an exception") and converts it to RGB (16-bit PNGs clip to white, alpha is dropped);
+    the pipeline's loader does all of that the project's way instead. (Not a subclass: Gradio
+    writes a .pyi file beside the module of every component class.)
+    """
+    image = gr.Image(type="filepath", image_mode=None, **options)
+    gradio_preprocess = image.preprocess
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None or payload.path is None:  # data: URLs (webcam) go the Gradio way
+            return gradio_preprocess(payload)
+        return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
 NO_MODEL = """
 # HifiFace: no model configured
 
@@ -90,19 +151,34 @@ def gpu(duration: int) -> Callable[[Callable], Callable]:
 
 
 def build_demo(
-    pipeline: HifiFacePipeline, max_video_frames: int | None = 3000, examples_dir: Path | None = None
+    pipeline: HifiFacePipeline,
+    max_video_frames: int | None = 3000,
+    examples_dir: Path | None = None,
+    delete_after: int = DELETE_AFTER,
+    delete_every: int = DELETE_EVERY,
 ) -> gr.Blocks:
-    """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers."""
+    """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers.
+
+    Args:
+        pipeline (HifiFacePipeline): loaded once, shared by every request.
+        max_video_frames (int, default 3000): longest video accepted.
+        examples_dir (Path, optional): where the example files are written.
+        delete_after (int, default 600): seconds after which uploads and results are deleted.
+        delete_every (int, default 60): seconds between two deletion rounds.
+    """
     output_dir = Path(tempfile.mkdtemp(prefix="hififace-app-"))
     examples = _example_files(examples_dir or Path(tempfile.gettempdir()) / "hififace-examples")
     swap_image, swap_video = _handlers(pipeline, output_dir, max_video_frames)
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio's cache (uploads, and the copies of results it serves) is swept by delete_cache; our
+    # own result files by a sweeper of output_dir; both are emptied when the app stops.
+    with gr.Blocks(title=TITLE, delete_cache=(delete_every, delete_after)) as demo:
         gr.Markdown(
             f"# {TITLE}\nHifiFace (IJCAI 2021, [paper](https://arxiv.org/abs/2106.09965)) puts the face "
             "of a source photo into a target photo or video, keeping the target's expression, pose, light "
             "and background and carrying the source's face shape."
         )
         gr.Markdown(RESPONSIBLE_USE, elem_id="responsible-use")
+        gr.Markdown(privacy_note(delete_after, delete_every), elem_id="privacy")
         with gr.Tabs():
             with gr.Tab("Image"):
                 _image_tab(swap_image, examples)
@@ -113,7 +189,40 @@ def build_demo(
             f"device `{pipeline.device}`. Faces are aligned, swapped and pasted back; pixels away from "
             "the swapped faces are left exactly as they were."
         )
+    demo.hififace_output_dir = output_dir
+    _start_sweeper(demo, output_dir, delete_after, delete_every)
     return demo
+
+
+def sweep(folder: Path, age: float | None) -> int:
+    """Delete the files in `folder` older than `age` seconds (all when `age` is None); their count."""
+    now, deleted = time.time(), 0
+    for file in list(folder.glob("*")):
+        try:
+            if age is None or now - file.stat().st_mtime > age:
+                file.unlink()
+                deleted += 1
+        except FileNotFoundError:  # a concurrent sweep got it first
+            continue
+    return deleted
+
+
+def _start_sweeper(demo: gr.Blocks, folder: Path, age: int, every: int) -> None:
+    """Sweep `folder` every `every` seconds; remove it once the launched app has stopped, or at exit."""
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+    def run() -> None:
+        launched = False
+        while True:
+            time.sleep(min(every, 1.0) if launched else 1.0)
+            launched = launched or bool(getattr(demo, "is_running", False))
+            if launched and not getattr(demo, "is_running", False):  # demo.close() was called
+                shutil.rmtree(folder, ignore_errors=True)
+                return
+            if folder.is_dir():
+                sweep(folder, age)
+
+    threading.Thread(target=run, name="hififace-sweeper", daemon=True).start()
 
 
 def _handlers(
@@ -123,23 +232,39 @@ def _handlers(
 
     @gpu(duration=60)
     def swap_image(source, target, face="largest", reference=None, identity_strength=1.0, shape_strength=1.0):
-        _require(source, "Upload a source image: the face to put in.")
-        _require(target, "Upload a target image: the picture to put the face into.")
-        _require(
-            face != "reference" or reference is not None,
-            "Upload a reference face (Advanced) to use that choice.",
-        )
-        with _as_gradio_error():
-            result = pipeline.swap(
-                source,
-                target,
-                face=face or "largest",
-                reference=reference,
-                identity_strength=float(identity_strength),
-                shape_strength=float(shape_strength),
-            )
-        path = save_image(output_dir / f"swapped-{uuid.uuid4().hex[:12]}.png", result.image, AI_METADATA)
-        return str(path), _intermediates(result)
+        """A Gradio batch (`batch=True`): every argument is a list, one entry per waiting request.
+
+        (Names and defaults are one request's: Gradio shows them on the API page and fills them in
+        per request; the function itself always receives lists.) Each request is read, detected
+        and chosen on its own; then every chosen face of every request with the same strengths
+        goes through the generator in one `swap_faces` call, each with its own source's identity
+        code. A request that fails alone raises its `gr.Error`; in a batch of several, its result
+        is empty and its message goes to that user's page (`_show_all`).
+        """
+        prepared: dict[int, tuple[SourceIdentity, np.ndarray, list]] = {}
+        errors: dict[int, str] = {}
+        strengths = list(zip(identity_strength, shape_strength, strict=True))
+        for i, request in enumerate(zip(source, target, face, reference, strict=True)):
+            try:
+                prepared[i] = _prepare(pipeline, *request, *strengths[i])
+            except gr.Error as error:
+                if len(source) == 1:
+                    raise
+                errors[i] = error.message
+        paths: list[str | None] = [None] * len(source)
+        states: list[dict] = [{"error": errors[i]} if i in errors else {} for i in range(len(source))]
+        groups: dict[tuple[float, float], list[int]] = {}
+        for i in prepared:
+            groups.setdefault((float(strengths[i][0]), float(strengths[i][1])), []).append(i)
+        for group, members in groups.items():
+            for i, result in zip(
+                members, _swap_together(pipeline, [prepared[i] for i in members], group), strict=True
+            ):
+                path = save_image(
+                    output_dir / f"swapped-{uuid.uuid4().hex[:12]}.png", result.image, AI_METADATA
+                )
+                paths[i], states[i] = str(path), _intermediates(result)
+        return paths, states
 
     @gpu(duration=240)
     def swap_video(
@@ -185,8 +310,8 @@ def _handlers(
 def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
     """Inputs, result, options and the intermediates viewer of the Image tab (inside a gr.Tab)."""
     with gr.Row():
-        source = gr.Image(label="Source face", type="numpy", elem_id="image-source")
-        target = gr.Image(label="Target image", type="numpy", elem_id="image-target")
+        source = uploaded_image(label="Source face", elem_id="image-source")
+        target = uploaded_image(label="Target image", elem_id="image-target")
         result = gr.Image(
             label="Swapped (AI-generated)",
             type="filepath",
@@ -219,6 +344,8 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
         [source, target, face, reference, identity, shape],
         [result, state],
         api_name="swap_image",
+        batch=True,
+        max_batch_size=MAX_BATCH,
     ).then(_show_all, [state, *toggles], views, api_visibility="private", queue=False)
     for (key, _), toggle, view in zip(INTERMEDIATES, toggles, views, strict=True):
         toggle.change(
@@ -233,7 +360,7 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
 def _video_tab(swap_video: Callable, examples: dict[str, list] | None) -> None:
     """Inputs, result and options of the Video tab (inside a gr.Tab)."""
     with gr.Row():
-        v_source = gr.Image(label="Source face", type="numpy", elem_id="video-source")
+        v_source = uploaded_image(label="Source face", elem_id="video-source")
         v_target = gr.Video(label="Target video", elem_id="video-target")
         v_result = gr.Video(label="Swapped (AI-generated)", interactive=False, elem_id="video-result")
     v_face, v_reference, v_identity, v_shape = _options("video")
@@ -265,6 +392,7 @@ def create_app(
     detector: str = "auto",
     dtype: str = "float32",
     max_video_frames: int | None = 3000,
+    delete_after: int = DELETE_AFTER,
 ) -> gr.Blocks:
     """Load the pipeline once and build the page, or the how-to-get-weights page without a model."""
     if not model:
@@ -279,7 +407,10 @@ def create_app(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     pipeline.to(device)
-    return build_demo(pipeline, max_video_frames=max_video_frames)
+    every = max(1, min(DELETE_EVERY, delete_after))
+    return build_demo(
+        pipeline, max_video_frames=max_video_frames, delete_after=delete_after, delete_every=every
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -302,6 +433,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-video-frames", type=int, default=3000, help="longest video accepted, in frames"
     )
+    parser.add_argument(
+        "--delete-after",
+        type=int,
+        default=DELETE_AFTER,
+        metavar="SECONDS",
+        help=f"delete uploads and results this long after they were written (default {DELETE_AFTER})",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=MAX_QUEUE,
+        help=f"waiting requests past which new ones are told to try again (default {MAX_QUEUE})",
+    )
     return parser.parse_args(argv)
 
 
@@ -309,8 +453,12 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
     """Parse the arguments, load once, launch. With block=False, return the running app."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    demo = create_app(args.model, args.device, args.detector, args.dtype, args.max_video_frames)
-    demo.queue(default_concurrency_limit=1)  # one swap at a time: the model is shared
+    demo = create_app(
+        args.model, args.device, args.detector, args.dtype, args.max_video_frames, args.delete_after
+    )
+    # one batch at a time (the model is shared); past max_size Gradio answers "Queue is full! Please
+    # try again." instead of letting waits grow without end
+    demo.queue(default_concurrency_limit=1, max_size=args.max_queue)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
@@ -334,10 +482,58 @@ def _options(prefix: str) -> tuple[gr.Dropdown, gr.Image, gr.Slider, gr.Slider]:
             shape = gr.Slider(
                 0, 1, value=1.0, step=0.05, label="Shape strength (3D face shape of the source)"
             )
-        reference = gr.Image(
-            label="Reference face: swap the target faces that look like this person", type="numpy"
-        )
+        reference = uploaded_image(label="Reference face: swap the target faces that look like this person")
     return face, reference, identity, shape
+
+
+def _prepare(
+    pipeline: HifiFacePipeline, source: Any, target: Any, face: Any, reference: Any, identity: Any, shape: Any
+) -> tuple[SourceIdentity, np.ndarray, list]:
+    """One request's source identity, target image and chosen faces (`gr.Error` on bad input)."""
+    _require(source, "Upload a source image: the face to put in.")
+    _require(target, "Upload a target image: the picture to put the face into.")
+    _require(
+        face != "reference" or reference is not None, "Upload a reference face (Advanced) to use that choice."
+    )
+    with _as_gradio_error(*_upload_folders(source, target, reference)):
+        pipeline.check_inputs(float(identity), float(shape))
+        encoded = pipeline.encode_source(source)
+        image, name = pipeline.read_image(target, "target")
+        choice = pipeline.face_choice(face or "largest", reference)
+        chosen = pipeline.choose_faces(image, pipeline.detect_faces(image), choice, name=name)
+    return encoded, image, chosen
+
+
+def _swap_together(
+    pipeline: HifiFacePipeline, requests: list[tuple[SourceIdentity, np.ndarray, list]], strengths: tuple
+) -> list[SwapResult]:
+    """Swap the chosen faces of several requests in one generator pass, each with its own source."""
+    import torch
+
+    jobs = [(r, image, face) for r, (_, image, chosen) in enumerate(requests) for face in chosen]
+    codes = [requests[r][0].code for r, _, _ in jobs]
+    first = requests[0][0]
+    together = dataclasses.replace(
+        first,
+        code=type(first.code)(
+            coeffs=torch.cat([c.coeffs for c in codes]), embedding=torch.cat([c.embedding for c in codes])
+        ),
+    )
+    swaps = pipeline.swap_faces(together, [(image, face) for _, image, face in jobs], *strengths)
+    results = []
+    for r, (source, image, _) in enumerate(requests):
+        mine = [
+            dataclasses.replace(s, source_crop=source.crop)
+            for (k, _, _), s in zip(jobs, swaps, strict=True)
+            if k == r
+        ]
+        results.append(SwapResult(image=pipeline.composite(image, mine), faces=mine))
+    return results
+
+
+def _upload_folders(*files: Any) -> list[str]:
+    """Gradio's folders of the uploaded files, to keep them out of messages."""
+    return [str(Path(file).parent) + os.sep for file in files if isinstance(file, str) and os.sep in file]
 
 
 def _require(condition: Any, message: str) -> None:
@@ -346,12 +542,14 @@ def _require(condition: Any, message: str) -> None:
 
 
 @contextlib.contextmanager
-def _as_gradio_error(hide: str | None = None) -> Iterator[None]:
-    """Turn the pipeline's input errors into `gr.Error` messages (optionally hiding a temp folder)."""
+def _as_gradio_error(hide: str | None = None, *more: str | None) -> Iterator[None]:
+    """Turn the pipeline's input errors into `gr.Error` messages (optionally hiding temp folders)."""
     try:
         yield
     except SwapError as error:
-        message = str(error).replace(hide, "") if hide else str(error)
+        message = str(error)
+        for folder in (hide, *more):
+            message = message.replace(folder, "") if folder else message
         raise gr.Error(message[:1].upper() + message[1:]) from error
 
 
@@ -371,6 +569,8 @@ def _view(data: dict[str, np.ndarray], key: str, on: bool) -> dict:
 
 
 def _show_all(data: dict[str, np.ndarray], *checked: bool) -> list[dict]:
+    if "error" in data:  # this user's request failed inside a batch of several
+        raise gr.Error(data["error"])
     return [_view(data, key, on) for (key, _), on in zip(INTERMEDIATES, checked, strict=True)]
 
 
