@@ -212,15 +212,17 @@ def _start_sweeper(demo: gr.Blocks, folder: Path, age: int, every: int) -> None:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
     def run() -> None:
-        launched = False
+        launched, last_sweep = False, time.monotonic()
         while True:
-            time.sleep(min(every, 1.0) if launched else 1.0)
-            launched = launched or bool(getattr(demo, "is_running", False))
-            if launched and not getattr(demo, "is_running", False):  # demo.close() was called
+            time.sleep(0.5)  # notice a stopped app quickly; sweep only every `every` seconds
+            running = bool(getattr(demo, "is_running", False))
+            if launched and not running:  # demo.close() was called
                 shutil.rmtree(folder, ignore_errors=True)
                 return
-            if folder.is_dir():
+            launched = launched or running
+            if time.monotonic() - last_sweep >= every and folder.is_dir():
                 sweep(folder, age)
+                last_sweep = time.monotonic()
 
     threading.Thread(target=run, name="hififace-sweeper", daemon=True).start()
 

@@ -540,7 +540,9 @@ class HifiFacePipeline:
             rows = slice(start, start + len(chunk))
             with self._inference():
                 out = self.model(
-                    type(code)(coeffs=code.coeffs[rows], embedding=code.embedding[rows]) if per_face else code,
+                    type(code)(coeffs=code.coeffs[rows], embedding=code.embedding[rows])
+                    if per_face
+                    else code,
                     self._to_tensor([crop for crop, _ in chunk]),
                     shape_strength=shape_strength,
                     identity_strength=identity_strength,
