@@ -377,3 +377,44 @@ def test_workers_of_a_killed_preprocess_exit(astronaut, tmp_path):
             if worker.is_running():
                 worker.kill()
     assert alive == [], f"workers still running after their parent was killed: {[p.pid for p in alive]}"
+
+
+# -- load: faces of different sources through the generator together ------------------------------
+
+
+def test_faces_of_two_sources_swapped_together_match_each_swapped_alone(pipeline, astronaut):
+    import dataclasses
+
+    import numpy as np
+
+    image, _ = pipeline.read_image(astronaut)
+    face = pipeline.detect_faces(image)[0]
+    first = pipeline.encode_source(astronaut)
+    second = pipeline.encode_source(np.ascontiguousarray(image[:, ::-1]))
+    together = dataclasses.replace(
+        first,
+        code=type(first.code)(
+            coeffs=torch.cat([first.code.coeffs, second.code.coeffs]),
+            embedding=torch.cat([first.code.embedding, second.code.embedding]),
+        ),
+    )
+    calls = []
+    model = pipeline.model
+    original = type(model).forward
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    type(model).forward = counted
+    try:
+        both = pipeline.swap_faces(together, [(image, face), (image, face)])
+    finally:
+        type(model).forward = original
+    assert len(calls) == 1  # one generator pass for both requests
+    for swap, source in zip(both, (first, second), strict=True):
+        alone = pipeline.swap_faces(source, [(image, face)])[0]
+        assert np.abs(swap.image.astype(int) - alone.image.astype(int)).max() <= 1
+    assert not np.array_equal(both[0].image, both[1].image)
+    with pytest.raises(ValueError, match="2 identity codes for 3 faces"):
+        pipeline.swap_faces(together, [(image, face)] * 3)
