@@ -4,8 +4,9 @@
     python benchmarks/load.py --quick   # tiny config, a minute
 
 The app (`app.build_demo`, queue of one worker as `python app.py` runs it) is started on
-127.0.0.1 twice: with Gradio batching of `/swap_image` (`batch=True`, `max_batch_size` = the app's
-`MAX_BATCH`), and with `max_batch_size=1` (every request through the generator alone). Each time
+127.0.0.1 twice: with Gradio batching of `/swap_image` (`batch=True`, `max_batch_size` = the
+app's `MAX_BATCH`, its default on a GPU), and with `max_batch_size=1` (its default on a CPU:
+every request through the generator alone). Each time
 10 `gradio_client` clients send 2 requests each, all at once after one warm-up request; the
 requests are the astronaut (512 x 512) put into the astronaut, so every request swaps one face.
 Reported per mode: requests/s over the whole burst (first send to last answer) and the median and
@@ -79,8 +80,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {"batched": [], "one_at_a_time": []}
     for _ in range(args.rounds):
         for mode, size in (("batched", batched_size), ("one_at_a_time", 1)):
-            app.MAX_BATCH = size  # read when the page is built
-            demo = app.build_demo(pipeline, examples_dir=work / "examples")
+            demo = app.build_demo(pipeline, examples_dir=work / "examples", max_batch=size)
             demo.queue(default_concurrency_limit=1, max_size=app.MAX_QUEUE)
             _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
             try:
@@ -88,7 +88,6 @@ def main() -> None:
             finally:
                 demo.close()
             print(mode, {k: round(v, 3) for k, v in results[mode][-1].items()})
-    app.MAX_BATCH = batched_size
 
     def median(mode: str, key: str) -> float:
         return statistics.median(r[key] for r in results[mode])
