@@ -68,7 +68,10 @@ RESPONSIBLE_USE = (
 # when the app stops. Gradio checks every DELETE_EVERY seconds, so a file lives at most the sum.
 DELETE_AFTER = 600
 DELETE_EVERY = 60
-MAX_BATCH = 4  # image swaps of different users run through the generator together
+# Image swaps of different users that run through the generator together, on a GPU. On a CPU a
+# batch costs as much as its requests one by one, and each waits for the whole batch
+# (benchmarks/load.py: 0.16 against 0.19 requests/s on 2 busy cores), so there the default is 1.
+MAX_BATCH = 4
 MAX_QUEUE = 20  # waiting requests past which new ones get "queue is full, try again"
 
 
@@ -156,6 +159,7 @@ def build_demo(
     examples_dir: Path | None = None,
     delete_after: int = DELETE_AFTER,
     delete_every: int = DELETE_EVERY,
+    max_batch: int | None = None,
 ) -> gr.Blocks:
     """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers.
 
@@ -165,6 +169,8 @@ def build_demo(
         examples_dir (Path, optional): where the example files are written.
         delete_after (int, default 600): seconds after which uploads and results are deleted.
         delete_every (int, default 60): seconds between two deletion rounds.
+        max_batch (int, optional): `max_batch_size` of `/swap_image`; default `MAX_BATCH` on a
+            GPU, 1 on a CPU (see `MAX_BATCH`).
     """
     output_dir = Path(tempfile.mkdtemp(prefix="hififace-app-"))
     examples = _example_files(examples_dir or Path(tempfile.gettempdir()) / "hififace-examples")
@@ -181,7 +187,9 @@ def build_demo(
         gr.Markdown(privacy_note(delete_after, delete_every), elem_id="privacy")
         with gr.Tabs():
             with gr.Tab("Image"):
-                _image_tab(swap_image, examples)
+                if max_batch is None:
+                    max_batch = MAX_BATCH if pipeline.device.type == "cuda" else 1
+                _image_tab(swap_image, examples, max_batch)
             with gr.Tab("Video"):
                 _video_tab(swap_video, examples)
         gr.Markdown(
@@ -253,6 +261,7 @@ def _handlers(
                 if len(source) == 1:
                     raise
                 errors[i] = error.message
+                logger.info("one request of a batch of %d failed: %s", len(source), error.message)
         paths: list[str | None] = [None] * len(source)
         states: list[dict] = [{"error": errors[i]} if i in errors else {} for i in range(len(source))]
         groups: dict[tuple[float, float], list[int]] = {}
@@ -309,7 +318,7 @@ def _handlers(
     return swap_image, swap_video
 
 
-def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
+def _image_tab(swap_image: Callable, examples: dict[str, list] | None, max_batch: int = MAX_BATCH) -> None:
     """Inputs, result, options and the intermediates viewer of the Image tab (inside a gr.Tab)."""
     with gr.Row():
         source = uploaded_image(label="Source face", elem_id="image-source")
@@ -347,7 +356,7 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None) -> None:
         [result, state],
         api_name="swap_image",
         batch=True,
-        max_batch_size=MAX_BATCH,
+        max_batch_size=max_batch,
     ).then(_show_all, [state, *toggles], views, api_visibility="private", queue=False)
     for (key, _), toggle, view in zip(INTERMEDIATES, toggles, views, strict=True):
         toggle.change(
@@ -395,6 +404,7 @@ def create_app(
     dtype: str = "float32",
     max_video_frames: int | None = 3000,
     delete_after: int = DELETE_AFTER,
+    max_batch: int | None = None,
 ) -> gr.Blocks:
     """Load the pipeline once and build the page, or the how-to-get-weights page without a model."""
     if not model:
@@ -411,7 +421,11 @@ def create_app(
     pipeline.to(device)
     every = max(1, min(DELETE_EVERY, delete_after))
     return build_demo(
-        pipeline, max_video_frames=max_video_frames, delete_after=delete_after, delete_every=every
+        pipeline,
+        max_batch=max_batch,
+        max_video_frames=max_video_frames,
+        delete_after=delete_after,
+        delete_every=every,
     )
 
 
@@ -443,6 +457,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"delete uploads and results this long after they were written (default {DELETE_AFTER})",
     )
     parser.add_argument(
+        "--max-batch",
+        type=int,
+        metavar="N",
+        help=f"image swaps of different users run together (default {MAX_BATCH} on a GPU, 1 on a CPU)",
+    )
+    parser.add_argument(
         "--max-queue",
         type=int,
         default=MAX_QUEUE,
@@ -456,7 +476,13 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     demo = create_app(
-        args.model, args.device, args.detector, args.dtype, args.max_video_frames, args.delete_after
+        args.model,
+        args.device,
+        args.detector,
+        args.dtype,
+        args.max_video_frames,
+        args.delete_after,
+        args.max_batch,
     )
     # one batch at a time (the model is shared); past max_size Gradio answers "Queue is full! Please
     # try again." instead of letting waits grow without end

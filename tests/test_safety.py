@@ -256,7 +256,7 @@ def pipeline(model_dir):
 
 
 def test_a_truncated_or_damaged_video_is_swapped_as_far_as_it_goes_and_reported(
-    pipeline, astronaut, tmp_path
+    pipeline, model_dir, astronaut, tmp_path, capsys
 ):
     from hififace.video import VideoError, swap_video
 
@@ -270,6 +270,11 @@ def test_a_truncated_or_damaged_video_is_swapped_as_far_as_it_goes_and_reported(
     summary = swap_video(pipeline, source, half, tmp_path / "half_out.mp4")
     assert 0 < summary.frames < 12 and summary.missing_frames == 12 - summary.frames
     assert f"truncated: {12 - summary.frames} of 12 declared frames missing" in summary.damage
+    code, err = _swap_cli(
+        capsys, "--source", str(astronaut), "--target", str(half), "--output", str(tmp_path / "half_cli.mp4"),
+        "--model", str(model_dir),
+    )  # fmt: skip
+    assert code == 0 and f"hififace: warning: {half}: truncated: " in err  # the user is told
 
     damaged = bytearray(whole)
     pos, _ = packets[5]
@@ -290,6 +295,7 @@ def test_a_truncated_or_damaged_video_is_swapped_as_far_as_it_goes_and_reported(
         "bad_out.mp4",
         "clip.mp4",
         "half.mp4",
+        "half_cli.mp4",
         "half_out.mp4",
     ]
 
