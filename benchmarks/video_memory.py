@@ -27,8 +27,9 @@ CHILD = """
 import json, sys
 from hififace import HifiFacePipeline
 from hififace.video import swap_video
-pipeline = HifiFacePipeline.from_pretrained(sys.argv[1], detector="dlib")
-summary = swap_video(pipeline, sys.argv[2], sys.argv[3], sys.argv[4], batch_size=8)
+batch = int(sys.argv[5])
+pipeline = HifiFacePipeline.from_pretrained(sys.argv[1], detector="dlib", batch_size=batch)
+summary = swap_video(pipeline, sys.argv[2], sys.argv[3], sys.argv[4], batch_size=batch)
 status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
 print(json.dumps({"frames": summary.frames, "swapped": summary.swapped,
                   "peak_rss_kb": int(status["VmHWM"].split()[0])}))
@@ -56,7 +57,13 @@ def write_clip(path: Path, frames: int) -> None:
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0], lambda p: p.add_argument("--frames", type=int, nargs="+"))
+    def options(parser) -> None:
+        parser.add_argument("--frames", type=int, nargs="+", help="clip lengths (default 12 36)")
+        parser.add_argument(
+            "--batch-size", type=int, default=8, help="frames and crops per batch (default 8)"
+        )
+
+    args = parse_args(__doc__.split("\n\n")[0], options)
     from PIL import Image
     from skimage import data
 
@@ -70,7 +77,7 @@ def main() -> None:
         clip = work / f"clip-{frames}.mp4"
         write_clip(clip, frames)
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(work / "model"), str(source), str(clip), str(work / "out.mp4")],
+            [sys.executable, "-c", CHILD, str(work / "model"), str(source), str(clip), str(work / "out.mp4"), str(args.batch_size)],
             capture_output=True, text=True, check=True, cwd=REPO,
         )  # fmt: skip
         run = json.loads(out.stdout.strip().splitlines()[-1])
@@ -79,9 +86,9 @@ def main() -> None:
         print(run)
     peaks = [r["peak_rss_gb"] for r in runs]
     save(
-        "video_memory",
+        "video_memory" + (f"-batch{args.batch_size}" if args.batch_size != 8 else ""),
         {
-            "benchmark": "peak resident set of a fresh process swapping a 1920x1080 clip at 256 (batch 8)",
+            "benchmark": f"peak resident set of a fresh process swapping a 1920x1080 clip at 256 (batch {args.batch_size})",
             "weights": weights_note(args.quick, 256),
             "machine": machine_info("cpu"),
             "runs": runs,
