@@ -14,11 +14,18 @@ With `--mcp`, the app also serves Gradio's MCP server (`/gradio_api/mcp/sse`), s
 call the swap as a tool. The Live tab swaps the browser's webcam stream frame by frame.
 
 Everything the app makes carries an "AI-generated" marker (PNG text chunks, video metadata tags).
+
+Uploads are handed to the pipeline as files and decoded by the project's own loader (the same pixel
+limit, read from the header before decoding, the same RGBA and 16-bit handling and one-line errors
+as the command line). Uploads and results are deleted after `--delete-after` seconds and when the
+app stops. A bounded queue turns requests away
+with "try again" when it is full.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import logging
 import os
@@ -54,9 +61,52 @@ TITLE = "HifiFace face swap"
 RESPONSIBLE_USE = (
     "**Use responsibly.** Swap only faces of people who agreed to it; never to deceive, harass, "
     "impersonate or make sexual imagery of anyone. Every result is labelled as AI-generated in its "
-    "metadata; keep that label and say that the picture is synthetic when you share it. Uploads are "
-    "processed for this request only and are not stored by the app."
+    "metadata; keep that label and say that the picture is synthetic when you share it."
 )
+# Uploads and results live on the server only this long (seconds), then are deleted; all of them
+# when the app stops. Gradio checks every DELETE_EVERY seconds, so a file lives at most the sum.
+DELETE_AFTER = 600
+DELETE_EVERY = 60
+MAX_QUEUE = 20  # waiting requests past which new ones get "queue is full, try again"
+
+
+def privacy_note(delete_after: int = DELETE_AFTER, every: int = DELETE_EVERY) -> str:
+    """What the page says about uploads and results, from the deletion settings actually used."""
+    return (
+        f"**Your files.** Uploads and results are kept on this server only to serve your result: "
+        f"they are deleted {_duration(delete_after)} after they were written (checked every "
+        f"{_duration(every)}, so within {_duration(delete_after + every)} at most), and all of them "
+        "when the app stops. Until then, anyone with a result's link can open it."
+    )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60 == 0 and seconds >= 60:
+        minutes = seconds // 60
+        return f"{minutes} minute" + ("s" if minutes != 1 else "")
+    return f"{seconds} second" + ("s" if seconds != 1 else "")
+
+
+def uploaded_image(**options: Any) -> gr.Image:
+    """A `gr.Image` input that hands the uploaded file over untouched, as a path.
+
+    Gradio's own preprocessing opens the file with PIL (a corrupt upload becomes "upstream app
+    raised an exception") and converts it to RGB (16-bit PNGs clip to white, alpha is dropped);
+    the pipeline's loader does all of that the project's way instead. (Not a subclass: Gradio
+    writes a .pyi file beside the module of every component class.)
+    """
+    image = gr.Image(type="filepath", image_mode=None, **options)
+    gradio_preprocess = image.preprocess
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None or payload.path is None:  # data: URLs (webcam) go the Gradio way
+            return gradio_preprocess(payload)
+        return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
 NO_MODEL = """
 # HifiFace: no model configured
 
@@ -109,21 +159,36 @@ def gpu(duration: int | Callable[..., int]) -> Callable[[Callable], Callable]:
 
 
 def build_demo(
-    pipeline: HifiFacePipeline, max_video_frames: int | None = 3000, examples_dir: Path | None = None
+    pipeline: HifiFacePipeline,
+    max_video_frames: int | None = 3000,
+    examples_dir: Path | None = None,
+    delete_after: int = DELETE_AFTER,
+    delete_every: int = DELETE_EVERY,
 ) -> gr.Blocks:
-    """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers."""
+    """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers.
+
+    Args:
+        pipeline (HifiFacePipeline): loaded once, shared by every request.
+        max_video_frames (int, default 3000): longest video accepted.
+        examples_dir (Path, optional): where the example files are written.
+        delete_after (int, default 600): seconds after which uploads and results are deleted.
+        delete_every (int, default 60): seconds between two deletion rounds.
+    """
     output_dir = Path(tempfile.mkdtemp(prefix="hififace-app-"))
     # The page runs handlers at once (the face gallery while a swap runs, the Live tab beside both).
     pipeline.detector = SerialDetector(pipeline.detector)
     examples = _example_files(examples_dir or Path(tempfile.gettempdir()) / "hififace-examples")
     swap_image, swap_video = _handlers(pipeline, output_dir, max_video_frames)
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio's cache (uploads, and the copies of results it serves) is swept by delete_cache; our
+    # own result files by a sweeper of output_dir; both are emptied when the app stops.
+    with gr.Blocks(title=TITLE, delete_cache=(delete_every, delete_after)) as demo:
         gr.Markdown(
             f"# {TITLE}\nHifiFace (IJCAI 2021, [paper](https://arxiv.org/abs/2106.09965)) puts the face "
             "of a source photo into a target photo or video, keeping the target's expression, pose, light "
             "and background and carrying the source's face shape."
         )
         gr.Markdown(RESPONSIBLE_USE, elem_id="responsible-use")
+        gr.Markdown(privacy_note(delete_after, delete_every), elem_id="privacy")
         with gr.Tabs():
             with gr.Tab("Image"):
                 _image_tab(swap_image, examples, pipeline)
@@ -136,7 +201,42 @@ def build_demo(
             f"device `{pipeline.device}`. Faces are aligned, swapped and pasted back; pixels away from "
             "the swapped faces are left exactly as they were."
         )
+    demo.hififace_output_dir = output_dir
+    _start_sweeper(demo, output_dir, delete_after, delete_every)
     return demo
+
+
+def sweep(folder: Path, age: float | None) -> int:
+    """Delete the files in `folder` older than `age` seconds (all when `age` is None); their count."""
+    now, deleted = time.time(), 0
+    for file in list(folder.glob("*")):
+        try:
+            if age is None or now - file.stat().st_mtime > age:
+                file.unlink()
+                deleted += 1
+        except FileNotFoundError:  # a concurrent sweep got it first
+            continue
+    return deleted
+
+
+def _start_sweeper(demo: gr.Blocks, folder: Path, age: int, every: int) -> None:
+    """Sweep `folder` every `every` seconds; remove it once the launched app has stopped, or at exit."""
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+    def run() -> None:
+        launched, last_sweep = False, time.monotonic()
+        while True:
+            time.sleep(0.5)  # notice a stopped app quickly; sweep only every `every` seconds
+            running = bool(getattr(demo, "is_running", False))
+            if launched and not running:  # demo.close() was called
+                shutil.rmtree(folder, ignore_errors=True)
+                return
+            launched = launched or running
+            if time.monotonic() - last_sweep >= every and folder.is_dir():
+                sweep(folder, age)
+                last_sweep = time.monotonic()
+
+    threading.Thread(target=run, name="hififace-sweeper", daemon=True).start()
 
 
 def _handlers(
@@ -192,7 +292,7 @@ def _handlers(
             face != "reference" or reference is not None,
             "Upload a reference face (Advanced) to use that choice.",
         )
-        with _as_gradio_error():
+        with _as_gradio_error(*_upload_folders(source, target, reference)):
             result = pipeline.swap(
                 source,
                 target,
@@ -264,8 +364,8 @@ def _handlers(
 def _image_tab(swap_image: Callable, examples: dict[str, list] | None, pipeline: HifiFacePipeline) -> None:
     """Inputs, result, options and the intermediates viewer of the Image tab (inside a gr.Tab)."""
     with gr.Row():
-        source = gr.Image(label="Source face", type="numpy", elem_id="image-source")
-        target = gr.Image(label="Target image", type="numpy", elem_id="image-target")
+        source = uploaded_image(label="Source face", elem_id="image-source")
+        target = uploaded_image(label="Target image", elem_id="image-target")
         result = gr.Image(
             label="Swapped (AI-generated)",
             type="filepath",
@@ -505,7 +605,7 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
 def _video_tab(swap_video: Callable, examples: dict[str, list] | None) -> None:
     """Inputs, result and options of the Video tab (inside a gr.Tab)."""
     with gr.Row():
-        v_source = gr.Image(label="Source face", type="numpy", elem_id="video-source")
+        v_source = uploaded_image(label="Source face", elem_id="video-source")
         v_target = gr.Video(label="Target video", elem_id="video-target")
         v_result = gr.Video(label="Swapped (AI-generated)", interactive=False, elem_id="video-result")
     v_face, v_reference, v_identity, v_shape = _options("video")
@@ -541,6 +641,7 @@ def create_app(
     revision: str | None = None,
     parser: str | None = None,
     enhancer: str | None = None,
+    delete_after: int = DELETE_AFTER,
 ) -> gr.Blocks:
     """Load the pipeline once and build the page, or the how-to-get-weights page without a model.
 
@@ -563,7 +664,10 @@ def create_app(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     pipeline.to(device)
     logger.info("hififace: %s on %s (dtype %s)", pipeline.precision, device, dtype)
-    return build_demo(pipeline, max_video_frames=max_video_frames)
+    every = max(1, min(DELETE_EVERY, delete_after))
+    return build_demo(
+        pipeline, max_video_frames=max_video_frames, delete_after=delete_after, delete_every=every
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -607,6 +711,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also serve Gradio's MCP server, so assistants can call the swap (needs gradio[mcp])",
     )
+    parser.add_argument(
+        "--delete-after",
+        type=int,
+        default=DELETE_AFTER,
+        metavar="SECONDS",
+        help=f"delete uploads and results this long after they were written (default {DELETE_AFTER})",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=MAX_QUEUE,
+        help=f"waiting requests past which new ones are told to try again (default {MAX_QUEUE})",
+    )
     return parser.parse_args(argv)
 
 
@@ -623,8 +740,11 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
         revision=args.revision,
         parser=args.parser,
         enhancer=args.enhancer,
+        delete_after=args.delete_after,
     )
-    demo.queue(default_concurrency_limit=1)  # one swap at a time: the model is shared
+    # one swap at a time (the model is shared); past max_size Gradio answers "Queue is full! Please
+    # try again." instead of letting waits grow without end
+    demo.queue(default_concurrency_limit=1, max_size=args.max_queue)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
@@ -649,9 +769,7 @@ def _options(prefix: str) -> tuple[gr.Dropdown, gr.Image, gr.Slider, gr.Slider]:
             shape = gr.Slider(
                 0, 1, value=1.0, step=0.05, label="Shape strength (3D face shape of the source)"
             )
-        reference = gr.Image(
-            label="Reference face: swap the target faces that look like this person", type="numpy"
-        )
+        reference = uploaded_image(label="Reference face: swap the target faces that look like this person")
     return face, reference, identity, shape
 
 
@@ -737,18 +855,25 @@ def _mapping_pairs(rows: Any, files: Any) -> list[tuple[str, str]]:
     return pairs
 
 
+def _upload_folders(*files: Any) -> list[str]:
+    """Gradio's folders of the uploaded files, to keep them out of messages."""
+    return [str(Path(file).parent) + os.sep for file in files if isinstance(file, str) and os.sep in file]
+
+
 def _require(condition: Any, message: str) -> None:
     if condition is None or condition is False:
         raise gr.Error(message)
 
 
 @contextlib.contextmanager
-def _as_gradio_error(hide: str | None = None) -> Iterator[None]:
-    """Turn the pipeline's input errors into `gr.Error` messages (optionally hiding a temp folder)."""
+def _as_gradio_error(hide: str | None = None, *more: str | None) -> Iterator[None]:
+    """Turn the pipeline's input errors into `gr.Error` messages (optionally hiding temp folders)."""
     try:
         yield
     except SwapError as error:
-        message = str(error).replace(hide, "") if hide else str(error)
+        message = str(error)
+        for folder in (hide, *more):
+            message = message.replace(folder, "") if folder else message
         raise gr.Error(message[:1].upper() + message[1:]) from error
 
 
@@ -768,6 +893,8 @@ def _view(data: dict[str, np.ndarray], key: str, on: bool) -> dict:
 
 
 def _show_all(data: dict[str, np.ndarray], *checked: bool) -> list[dict]:
+    if "error" in data:  # this user's request failed inside a batch of several
+        raise gr.Error(data["error"])
     return [_view(data, key, on) for (key, _), on in zip(INTERMEDIATES, checked, strict=True)]
 
 

@@ -805,7 +805,6 @@ def export(
         "\n\nTraining arguments:\n\n```json\n" + json.dumps(settings, indent=2, default=str) + "\n```"
     )
     card["description"] = description
-    (folder / "README.md").unlink(missing_ok=True)
     ema.store(trainable)
     ema.copy_to(trainable)
     try:

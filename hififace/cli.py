@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,7 +166,43 @@ def _swap_jobs(target: Path, output: Path) -> list[tuple[Path, Path]]:
     for file, out in jobs:
         if out.resolve() == file.resolve():
             raise ValueError(f"--output would overwrite the target {file}")
+    check_output_clashes(jobs)
     return jobs
+
+
+def check_output_clashes(jobs: list[tuple[Path, Path]]) -> None:
+    """Refuse, before any work, targets that would be written to the same output file.
+
+    `a.png`, `a.bmp` and `a.tif` all become `a.png`; rather than keep only the last one, list every
+    clash so the user can rename or move those targets.
+    """
+    by_output: dict[Path, list[Path]] = {}
+    for file, out in jobs:
+        by_output.setdefault(out.resolve(), []).append(file)
+    clashes = [(out, files) for out, files in by_output.items() if len(files) > 1]
+    if clashes:
+        listed = "; ".join(f"{', '.join(f.name for f in files)} -> {out.name}" for out, files in clashes)
+        raise ValueError(
+            f"{sum(len(f) for _, f in clashes)} targets would overwrite each other's output ({listed}); "
+            "rename them or swap them into different folders"
+        )
+
+
+def prepare_output_folders(jobs: list[tuple[Path, Path]]) -> None:
+    """Create the folders the outputs go into and check they take files, before the model loads.
+
+    Images and videos alike: a missing folder is made (as for a video before), one that cannot be
+    made or written fails now with one line, not after the whole swap.
+    """
+    for folder in sorted({out.parent for _, out in jobs}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(f"cannot write into {folder}: a file of that name is in the way") from None
+        except OSError as error:
+            raise ValueError(f"cannot create the output folder {folder}: {error.strerror}") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot write into {folder}: permission denied")
 
 
 def _swap(args: argparse.Namespace) -> None:
@@ -182,8 +220,7 @@ def _swap(args: argparse.Namespace) -> None:
     if args.save_intermediates and all(is_video(file) for file, _ in jobs):
         raise ValueError("--save-intermediates works on image targets only")
     folder = Path(args.target).is_dir()
-    if folder:
-        Path(args.output).mkdir(parents=True, exist_ok=True)
+    prepare_output_folders(jobs)  # before the model loads: a bad --output fails in a second
     # Under `accelerate launch`, each process swaps its share of the files on its own device.
     state = launched_state()
     all_jobs, jobs = len(jobs), share(jobs, state)
@@ -251,6 +288,8 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
                     f"{file} -> {out}: {summary.frames} frames, {summary.swapped} swapped, "
                     f"{summary.passed_through} without a face passed through"
                 )
+                if summary.damage:  # the output is shorter than the input: say why, loudly
+                    tqdm.write(f"hififace: warning: {file}: {summary.damage}", file=sys.stderr)
                 continue
             result = pipeline.swap(source, file, **options)
             result.save(out)
@@ -743,19 +782,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: raised in the main thread so every `with` block cleans up on the way out."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # Python's default SIGTERM ends the process at once, leaving temporary files (a half-written
+    # `.clip.XXXX.mp4`) behind; as an exception, the atomic writers remove them first.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args.func(args)
     except KeyboardInterrupt:
         print("hififace: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:
+        print("hififace: terminated", file=sys.stderr)
+        return int(stop.code)
     except Exception as error:  # one clear line for the user; -v shows the traceback
         if args.verbose:
             raise
         print(f"hififace: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -281,8 +281,8 @@ def save_converted(
         "class_name": type(model).__name__,
         **card_metadata(command, base_model=base_model),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "README.md").unlink(missing_ok=True)
+    # save_pretrained writes a new folder beside out_dir and swaps it in whole (its card replaces an
+    # older README.md): nothing of a previous conversion is deleted before the new files are written
     model.save_pretrained(out_dir, model_card_kwargs=card)
     if push_to_hub:
         model.push_to_hub(push_to_hub, model_card_kwargs=card, private=private)

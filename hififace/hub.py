@@ -8,20 +8,33 @@
 - a local folder loads without initialising the model first: it is built on the meta device and
   takes copies of the file's tensors, which saves the seconds a random initialisation of 150 M
   values costs (`hififace swap` starts that much sooner).
+- `config.json` is checked before the model is built: a value of the wrong type raises
+  `CheckpointError` naming the field;
+- `save_pretrained` writes a new folder beside the target and swaps it in whole, so a failure at
+  any moment (disk full, interrupt) leaves the previous model folder loadable.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from hififace.atomic import atomic_folder
+
 _MAX_LISTED = 8
+# files that save_pretrained writes; any other file of an existing folder is carried into the new one
+_MODEL_FILES = {"config.json", "model.safetensors", "README.md"}
 # keyword arguments of `_from_pretrained` that are about downloading, not about building the model
 _HUB_DOWNLOAD_ARGS = {
     "revision", "cache_dir", "force_download", "proxies", "resume_download", "local_files_only", "token",
@@ -81,6 +94,87 @@ def has_meta_tensors(model: nn.Module) -> bool:
         if any(t.is_meta for t in tensors):
             return True
     return False
+
+
+def _fits(value: object, hint: object) -> bool:
+    """Whether a JSON value fits a constructor's type hint (int, float, str, bool, None, lists, unions)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any or hint is object:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None) or hint is None:
+        return value is None
+    if hint is float:  # JSON writes 1.0 as 1
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple, typing.Sequence) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = [a for a in args if a is not Ellipsis]
+        return all(_fits(v, inner[0]) for v in value) if len(inner) == 1 else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # a hint this check does not know: the constructor decides
+
+
+def check_config(cls: type, config: Mapping[str, object], source: str = "config.json") -> None:
+    """Raise `CheckpointError` naming the first field of `config` whose value does not fit `cls.__init__`.
+
+    Args:
+        cls (type): the model class whose constructor the config feeds.
+        config (mapping): the decoded config values.
+        source (str, default "config.json"): what to call the config in the message.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: nothing to check against
+        return
+    for name, value in config.items():
+        if name in hints and not _fits(value, hints[name]):
+            hint = getattr(hints[name], "__name__", None) or str(hints[name]).replace("typing.", "")
+            raise CheckpointError(
+                f"{source}: field {name!r} is {value!r} ({type(value).__name__}); {cls.__name__} needs {hint}"
+            )
+
+
+def _read_config(folder: str) -> None:
+    """Fail with one line when a local folder's config.json is not a JSON object."""
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, not {type(config).__name__}")
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Hard-link (or copy) the files of `old` that save_pretrained does not write into `new`."""
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        if entry.name in _MODEL_FILES or entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, new / entry.name, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, new / entry.name)
+
+
+def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    try:
+        os.link(src, dst)  # instant, and the old folder's copy is deleted right after anyway
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 MODEL_CARD_TEMPLATE = """
@@ -246,12 +340,36 @@ class HubMixin(PyTorchModelHubMixin):
             setattr(card.data, key, value)
         return card
 
+    def save_pretrained(self, save_directory, *, push_to_hub: bool = False, repo_id=None, **kwargs):
+        """Write the model folder atomically: into a folder beside it, then swapped in whole.
+
+        Takes the arguments of `PyTorchModelHubMixin.save_pretrained`. Files of an existing folder
+        that are not the model's own (config.json, model.safetensors, README.md) are kept. Until
+        the swap the previous folder stays as it was, so a failed write (disk full, interrupt)
+        never leaves a folder that does not load.
+        """
+        target = Path(save_directory)
+        with atomic_folder(target) as tmp:
+            _carry_over(target, tmp)
+            super().save_pretrained(tmp, **kwargs)
+        if push_to_hub:  # upstream's push_to_hub stages through save_pretrained: atomic as well
+            push = {k: v for k, v in kwargs.items() if k not in ("config", "model_card_kwargs")}
+            return self.push_to_hub(
+                repo_id=repo_id or target.name,
+                config=kwargs.get("config"),
+                model_card_kwargs=kwargs.get("model_card_kwargs"),
+                **push,
+            )
+        return None
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load from a local folder or a Hub repo id; a path that is not a folder fails at once."""
         name = os.path.expanduser(str(pretrained_model_name_or_path))
         if not os.path.isdir(name) and looks_like_path(name):
             raise CheckpointError(f"no model folder at {name}")
+        if os.path.isdir(name):
+            _read_config(name)
         return super().from_pretrained(name, *args, **kwargs)
 
     @classmethod
@@ -262,8 +380,15 @@ class HubMixin(PyTorchModelHubMixin):
                 model_id=model_id, map_location=map_location, strict=strict, **kwargs
             )
         model_kwargs = {k: v for k, v in kwargs.items() if k not in _HUB_DOWNLOAD_ARGS}
+        source = os.path.join(model_id, "config.json")
+        check_config(cls, model_kwargs, source)
         weights = os.path.join(model_id, "model.safetensors")
-        return cls._load_on_meta(model_kwargs, weights, map_location, strict)
+        try:
+            return cls._load_on_meta(model_kwargs, weights, map_location, strict)
+        except CheckpointError:
+            raise
+        except (TypeError, ValueError) as error:  # a value of the right type out of range
+            raise CheckpointError(f"{source} does not build a {cls.__name__}: {error}") from None
 
     @classmethod
     def _load_on_meta(cls, model_kwargs: dict, model_file: str, map_location: str, strict: bool):

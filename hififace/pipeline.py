@@ -835,7 +835,9 @@ class HifiFacePipeline:
         """Align every (image, face) and run the generator on `batch_size` crops at a time.
 
         Args:
-            source (SourceIdentity): from `encode_source`.
+            source (SourceIdentity): from `encode_source`; or one whose code has a row per face
+                (codes of several sources concatenated), so that faces of different sources go
+                through the generator together (the app batches its users' requests this way).
             faces (sequence of (Image, Face)): the faces to swap, each with the image it is in; the
                 crop is aligned on `face.landmarks` (a video passes smoothed ones, with
                 `dataclasses.replace`).
@@ -847,12 +849,18 @@ class HifiFacePipeline:
         self.check_inputs(identity_strength, shape_strength)
         aligned = [align_face(image, face.landmarks, self.image_size, self.template) for image, face in faces]
         code = _code_to(source.code, self.device)
+        per_face = len(code) > 1
+        if per_face and len(code) != len(faces):
+            raise ValueError(f"the source has {len(code)} identity codes for {len(faces)} faces")
         swaps = []
         for start in range(0, len(aligned), self.batch_size):
             chunk = aligned[start : start + self.batch_size]
+            rows = slice(start, start + len(chunk))
             with self._inference():
                 out = self.model(
-                    code,
+                    type(code)(coeffs=code.coeffs[rows], embedding=code.embedding[rows])
+                    if per_face
+                    else code,
                     self._to_tensor([crop for crop, _ in chunk]),
                     shape_strength=shape_strength,
                     identity_strength=identity_strength,

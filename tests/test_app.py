@@ -162,8 +162,10 @@ def test_browser_swaps_and_toggles_the_mask_without_rerunning(app_url, photos, m
     from playwright.sync_api import expect, sync_playwright
 
     runs = []
-    swap = HifiFacePipeline.swap
-    monkeypatch.setattr(HifiFacePipeline, "swap", lambda self, *a, **k: runs.append(1) or swap(self, *a, **k))
+    swap = HifiFacePipeline.swap_faces  # the app's batched handler runs the generator through it
+    monkeypatch.setattr(
+        HifiFacePipeline, "swap_faces", lambda self, *a, **k: runs.append(1) or swap(self, *a, **k)
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -377,3 +379,151 @@ def test_the_app_calls_its_detector_from_one_thread_at_a_time(app_module):
     for thread in threads:
         thread.join()
     assert Probe.peak == 1  # dlib's HOG detector aborts the process when two threads are in it
+
+
+# -- issue 15: uploads decoded by the project's loader, files deleted ---------------------------
+
+
+@pytest.fixture(scope="module")
+def short_lived_app(app_module, tmp_path_factory):
+    """An app whose files live 20 s (longer than a request waits in its queue here), with Gradio's cache in a folder of its own."""
+    import os
+
+    cache = tmp_path_factory.mktemp("gradio-cache")
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    port = free_port()
+    model = tiny_model_dir(tmp_path_factory)
+    argv = ["--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--detector", "dlib"]
+    demo = app_module.main(
+        [*argv, "--device", "cpu", "--delete-after", "20", "--max-queue", "30"],
+        block=False,
+    )
+    yield demo, f"http://127.0.0.1:{port}/", cache, str(model)
+    demo.close()
+    if previous is None:
+        os.environ.pop("GRADIO_TEMP_DIR")
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = previous
+
+
+EXAMPLE_FILES = {"astronaut.png", "t1.jpg", "astronaut-clip.mp4"}  # the page's examples, kept on purpose
+
+
+def _files(*folders: Path) -> list[Path]:
+    """Uploads and results left in `folders` (the examples Gradio caches for the page do not count)."""
+    return [
+        p for folder in folders if folder.exists() for p in folder.rglob("*")
+        if p.is_file() and p.name not in EXAMPLE_FILES
+    ]  # fmt: skip
+
+
+def _small_photos(folder: Path) -> dict[str, Path]:
+    import numpy as np
+
+    photo = np.asarray(PILImage.fromarray(data.astronaut()).resize((256, 256)))
+    paths = {"rgb": folder / "rgb.png", "16bit": folder / "deep.png", "rgba": folder / "rgba.png"}
+    PILImage.fromarray(photo).save(paths["rgb"])
+    deep = np.asarray(PILImage.fromarray(photo).convert("L"), dtype=np.uint16) * 257  # 16-bit grey
+    PILImage.fromarray(deep).save(paths["16bit"])
+    rgba = np.dstack([photo, np.where(np.arange(256)[None, :] < 200, 255, 0).repeat(256, 0)]).astype(np.uint8)
+    PILImage.fromarray(rgba, "RGBA").save(paths["rgba"])
+    return paths
+
+
+def test_uploads_are_decoded_like_the_cli_and_every_file_is_deleted(short_lived_app, tmp_path, monkeypatch):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    demo, url, cache, model = short_lived_app
+    photos = _small_photos(tmp_path)
+    downloads = tmp_path / "client"
+
+    def swap(pair: tuple[str, str]) -> str:
+        client = Client(url, verbose=False, download_files=str(downloads))
+        return client.predict(
+            handle_file(photos[pair[0]]), handle_file(photos[pair[1]]), api_name="/swap_image"
+        )
+
+    # 20 swaps from 10 clients at once, each answered with its own result
+    pairs = [("rgb", "16bit"), ("rgb", "rgba"), ("16bit", "rgb"), ("rgba", "rgb")] * 5
+    with ThreadPoolExecutor(10) as clients:
+        results = list(clients.map(swap, pairs))
+    assert len(results) == 20 and all(r and Path(r).is_file() for r in results), results
+    for index, result in enumerate(results[4:], start=4):  # the same pair, first or later: the same result
+        with PILImage.open(result) as again, PILImage.open(results[index % 4]) as first:
+            assert np.array_equal(np.asarray(again), np.asarray(first))
+
+    # the 16-bit and RGBA photos swap in the app exactly as on the command line
+    from hififace.cli import main
+
+    for index, (source, target) in enumerate(pairs[:4]):
+        cli_out = tmp_path / f"cli-{index}.png"
+        code = main(["swap", "--source", str(photos[source]), "--target", str(photos[target]), "--output",
+                     str(cli_out), "--model", model, "--detector", "dlib", "--device", "cpu", "--no-progress"])  # fmt: skip
+        assert code == 0
+        with PILImage.open(results[index]) as app_result, PILImage.open(cli_out) as cli_result:
+            assert np.array_equal(
+                np.asarray(app_result.convert("RGB")), np.asarray(cli_result.convert("RGB"))
+            )
+
+    # a corrupt upload and a PNG whose header claims 13000 x 13000: one line, the loader's words
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(photos["rgb"].read_bytes()[:300])
+    with pytest.raises(AppError, match="Cannot use the target image: ") as caught:
+        swap_file = Client(url, verbose=False, download_files=str(downloads))
+        swap_file.predict(handle_file(photos["rgb"]), handle_file(corrupt), api_name="/swap_image")
+    assert "\n" not in str(caught.value) and "upstream" not in str(caught.value)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header(13000, 13000))
+    with pytest.raises(AppError, match=r"is 13000x13000 \(169.0 MP\), larger than the limit") as caught:
+        swap_file.predict(handle_file(photos["rgb"]), handle_file(huge), api_name="/swap_image")
+    assert str(cache) not in str(caught.value)  # the server's upload folder is not shown
+
+    # after the stated time no upload and no result is left on the server
+    config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
+    note = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
+    assert "deleted 20 seconds after they were written" in note
+    assert _files(cache, demo.hififace_output_dir), "the swaps wrote nothing to delete"
+    deadline = time.monotonic() + 60  # 20 s of life, checked every 20 s
+    while _files(cache, demo.hififace_output_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _files(cache, demo.hififace_output_dir) == []
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width` x `height` RGB pixels, with a few bytes of pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(bytes(1 + 3 * width))  # one row; decoding it all would need 507 MB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_the_app_deletes_its_files_when_it_stops(app_module, tmp_path_factory, tmp_path, monkeypatch):
+    import time
+
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    photos = _small_photos(tmp_path)
+    port = free_port()
+    argv = ["--model", str(tiny_model_dir(tmp_path_factory)), "--host", "127.0.0.1", "--port", str(port)]
+    demo = app_module.main([*argv, "--detector", "dlib", "--device", "cpu"], block=False)
+    Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "client")).predict(
+        handle_file(photos["rgb"]), handle_file(photos["rgba"]), api_name="/swap_image"
+    )
+    assert _files(tmp_path / "cache", demo.hififace_output_dir)
+    demo.close()
+    deadline = time.monotonic() + 10
+    while _files(tmp_path / "cache", demo.hififace_output_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _files(tmp_path / "cache", demo.hififace_output_dir) == []

@@ -573,10 +573,46 @@ def _resolve(settings: PreprocessSettings) -> PreprocessSettings:
 _PROCESS_WORKER: _Worker | None = None
 
 
-def _init_worker(settings: PreprocessSettings) -> None:
+def _init_worker(settings: PreprocessSettings, parent: int, use_pdeathsig: bool) -> None:
+    exit_with_parent(parent, use_pdeathsig)  # first: a parent killed during the detector build counts too
     # A pool initialiser can only hand its result to later tasks through a module global.
     global _PROCESS_WORKER
     _PROCESS_WORKER = _Worker(settings)
+
+
+def exit_with_parent(parent: int, use_pdeathsig: bool = True, poll: float = 0.5) -> None:
+    """Make this (worker) process end when process `parent` dies, even by SIGKILL.
+
+    A pool's workers otherwise outlive a killed parent forever, waiting on a queue nobody writes.
+    Two guards: on Linux the kernel's parent-death signal (`prctl(PR_SET_PDEATHSIG, SIGKILL)`),
+    which works even while the worker is busy in C code; and everywhere a daemon thread that
+    checks every `poll` seconds whether the parent is still this process's parent.
+
+    Args:
+        parent (int): the pid of the process that started this one.
+        use_pdeathsig (bool, default True): also ask the kernel. Linux sends the signal when the
+            *thread* that started the child ends, so only use it when that was the main thread.
+        poll (float, default 0.5): seconds between checks of the watcher thread.
+    """
+    import signal
+    import sys
+    import threading
+
+    if use_pdeathsig and sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the guard was in place
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)  # no clean-up to do: everything a worker writes is atomic
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _process_in_worker(task: _Task, out: str) -> Record:
@@ -596,7 +632,13 @@ def _run_pool(
     context = multiprocessing.get_context("spawn")
     pending: set[Future] = set()
     queue = iter(tasks)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings,))
+    import threading
+
+    # workers end when this process dies (SIGKILL included), rather than live on as orphans
+    guard = (os.getpid(), threading.current_thread() is threading.main_thread())
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(settings, *guard)
+    )
     try:
         while True:
             # a bounded window of submitted tasks: millions of futures at once would cost gigabytes

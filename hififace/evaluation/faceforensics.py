@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hififace.atomic import atomic_write
 from hififace.imageio import save_image
 
 SPLITS = ("train.json", "val.json", "test.json")
@@ -120,7 +121,7 @@ def prepare(
         chosen[video] = sorted(i for i in wanted if (folder / f"{i:04d}.png").is_file())
 
     csv_path = out / "pairs.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(csv_path, "w", newline="") as f:  # an interrupted run keeps the previous index
         writer = csv.writer(f)
         writer.writerow(["name", "source", "target", "identity"])
         for target, source in names:

@@ -84,15 +84,25 @@ class VideoReader:
             self.container.close()
             raise VideoError(f"{path}: has no video stream")
         self.stream = self.container.streams.video[0]
+        self.skipped_packets = 0  # packets the decoder rejected (see `batches`)
+        self.missing_frames = 0  # frames the container declares but that never came
+        self.truncated = False
         self.stream.thread_type = "AUTO"
         self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
-        self.info = VideoInfo(
-            width=self.stream.width,
-            height=self.stream.height,
-            rate=self.stream.average_rate or self.stream.guessed_rate or Fraction(25),
-            frames=self.stream.frames or None,
-            audio=self.audio is not None,
-        )
+        try:
+            self.info = VideoInfo(
+                width=self.stream.width,
+                height=self.stream.height,
+                rate=self.stream.average_rate or self.stream.guessed_rate or Fraction(25),
+                frames=self.stream.frames or None,
+                audio=self.audio is not None,
+            )
+        except (AttributeError, ValueError, ZeroDivisionError) as e:  # a garbled header: no decoder, no size
+            self.container.close()
+            raise VideoError(f"{path}: cannot read the video stream ({e})") from e
+        if not self.info.width or not self.info.height:
+            self.container.close()
+            raise VideoError(f"{path}: the video stream has no picture size (a damaged header)")
 
     def __enter__(self) -> VideoReader:
         return self
@@ -105,6 +115,11 @@ class VideoReader:
     ) -> Iterator[list[Any]]:
         """Decoded frames (`av.VideoFrame`) in lists of `size` (the last may be shorter), in order.
 
+        A packet the decoder rejects is skipped and counted (`skipped_packets`); a file that ends
+        early (truncated, or a demuxer error past which nothing can be read) stops the frames there
+        and sets `truncated`; frames the container declares but that never came are counted in
+        `missing_frames` once the frames are done. Only a video with no decodable frame at all fails.
+
         Args:
             size (int): frames per batch.
             on_audio (callable packet -> None): receives every packet of the audio stream, in
@@ -114,15 +129,18 @@ class VideoReader:
         import av
 
         pending, count = [], 0
+        self.skipped_packets, self.missing_frames, self.truncated = 0, 0, False
         streams = (self.stream, self.audio) if self.audio is not None else (self.stream,)
-        for packet in self.container.demux(*streams):
+        for packet in self._packets(streams):
             if packet.stream is self.audio:
                 on_audio(packet)
                 continue
             try:
                 frames = packet.decode()
-            except av.error.FFmpegError as e:
-                raise VideoError(f"{self.path}: cannot decode the video ({e})") from e
+            except av.error.FFmpegError:
+                # one damaged packet costs its own picture(s), not the whole video
+                self.skipped_packets += packet.size > 0
+                continue
             for frame in frames:
                 pending.append(frame)
                 count += 1
@@ -133,8 +151,39 @@ class VideoReader:
                     pending = []
         if pending:
             yield pending
+        declared = self.info.frames or 0
+        self.missing_frames = max(0, declared - count)
+        self.truncated = self.truncated or self.missing_frames > 0
         if count == 0:
-            raise VideoError(f"{self.path}: the video has no frames")
+            damaged = f" ({self.skipped_packets} damaged packets skipped)" if self.skipped_packets else ""
+            raise VideoError(f"{self.path}: the video has no frames{damaged}")
+
+    def _packets(self, streams: tuple[Any, ...]) -> Iterator[Any]:
+        """The container's packets; a demuxer error (cut or garbled file) ends them and sets `truncated`."""
+        import av
+
+        demuxer = self.container.demux(*streams)
+        while True:
+            try:
+                packet = next(demuxer)
+            except StopIteration:
+                return
+            except av.error.FFmpegError:
+                self.truncated = True
+                return
+            yield packet
+
+    def damage(self) -> str:
+        """What was lost while decoding, in words ("" when nothing was): after `batches` is done."""
+        parts = []
+        if self.skipped_packets:
+            parts.append(f"{self.skipped_packets} damaged packet(s) skipped")
+        if self.missing_frames:
+            declared = self.info.frames
+            parts.append(f"truncated: {self.missing_frames} of {declared} declared frames missing")
+        elif self.truncated:
+            parts.append("truncated: the file ends before its last frames")
+        return "; ".join(parts)
 
 
 class VideoWriter:

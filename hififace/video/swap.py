@@ -49,6 +49,9 @@ class VideoSummary:
         passed_through (int): frames written unchanged because no (chosen) face was found.
         fps (float): the frame rate (the input's average rate, kept in the output).
         audio (bool): whether an audio stream was carried over.
+        skipped_packets (int): damaged video packets skipped (their frames are lost).
+        missing_frames (int): frames the input declares that were never decoded (a cut file).
+        damage (str): both of the above in words, "" when the input decoded whole.
     """
 
     path: Path
@@ -57,6 +60,9 @@ class VideoSummary:
     passed_through: int
     fps: float
     audio: bool
+    skipped_packets: int = 0
+    missing_frames: int = 0
+    damage: str = ""
 
 
 def swap_video(
@@ -105,8 +111,9 @@ def swap_video(
         VideoSummary.
 
     Raises:
-        VideoError: missing or unreadable input, no video stream, no frames, too many frames, or an
-            output suffix that is not a supported container.
+        VideoError: missing or unreadable input, no video stream, no decodable frames, too many
+            frames, or an output suffix that is not a supported container. Damaged packets and a
+            cut file are not errors: they are skipped, counted and described in the summary.
         InvalidImageError, ImageTooLargeError, NoFaceError (source), FaceChoiceError, SwapError.
     """
     video_in, video_out = Path(video_in), Path(video_out)
@@ -143,6 +150,9 @@ def swap_video(
         passed_through=writer.frames - swapper.swapped,
         fps=float(reader.info.rate),
         audio=reader.info.audio,
+        skipped_packets=reader.skipped_packets,
+        missing_frames=reader.missing_frames,
+        damage=reader.damage(),
     )
 
 
