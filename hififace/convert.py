@@ -418,13 +418,7 @@ def convert_hififace_pytorch(src: PathLike, out_dir: PathLike, push_to_hub: str 
         push_to_hub (str, None): also upload to this Hub repo id.
     """
     source = load_checkpoint(src)
-    renamed = rename_keys(source, HIFIFACE_PYTORCH_KEYS)
-    arcface = {
-        k.removeprefix("identity.arcface."): v
-        for k, v in renamed.items()
-        if k.startswith("identity.arcface.")
-    }
-    depth = arcface_depth(arcface) if arcface else 100
+    depth = release_arcface_depth(source, HIFIFACE_PYTORCH_KEYS)
     model = load_converted(HifiFace(arcface_depth=depth), source, HIFIFACE_PYTORCH_KEYS, str(src))
     save_converted(
         model,
@@ -437,6 +431,15 @@ def convert_hififace_pytorch(src: PathLike, out_dir: PathLike, push_to_hub: str 
         push_to_hub=push_to_hub,
     )
     return model
+
+
+def release_arcface_depth(source: Mapping[str, torch.Tensor], table: KeyTable) -> int:
+    """The IResNet depth of the ArcFace prior inside a released generator (100 when it holds none)."""
+    prefix = "identity.arcface."
+    arcface = {
+        k.removeprefix(prefix): v for k, v in rename_keys(source, table).items() if k.startswith(prefix)
+    }
+    return arcface_depth(arcface) if arcface else 100
 
 
 def read_lightning_generator(src: PathLike) -> dict[str, torch.Tensor]:
@@ -491,14 +494,7 @@ def convert_maum_ai(src: PathLike, out_dir: PathLike, push_to_hub: str | None = 
         push_to_hub (str, None): also upload to this Hub repo id.
     """
     source = read_lightning_generator(src)
-    renamed = rename_keys(source, MAUM_AI_KEYS)
-    arcface = {
-        k.removeprefix("identity.arcface."): v
-        for k, v in renamed.items()
-        if k.startswith("identity.arcface.")
-    }
-    depth = arcface_depth(arcface) if arcface else 100
-    del renamed, arcface
+    depth = release_arcface_depth(source, MAUM_AI_KEYS)
     model = HifiFace(arcface_depth=depth, sff="maum-ai")
     load_converted(model, source, MAUM_AI_KEYS, str(src))
     del source  # the model holds its own copy now: keep the peak at two generators while saving

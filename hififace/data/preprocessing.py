@@ -224,29 +224,11 @@ def preprocess(
         raise ValueError(f"workers must be >= 0, got {workers}")
     if not isinstance(detector, str) and workers > 0:
         raise ValueError("a detector object can only be used with workers=0; pass its name instead")
-    template_points(template, size)  # validates both
-    min_face_size = float(size if min_face_size is None else min_face_size)
-    if min_face_size < 0 or blur_threshold < 0:
-        raise ValueError("min_face_size and blur_threshold must be >= 0")
-    parser_dir = None
-    if parser is not None:
-        parser_dir = Path(parser).expanduser().resolve()
-        if not (parser_dir / "config.json").is_file():
-            raise ValueError(
-                f"{parser}: not a FaceParser folder (no config.json); see `hififace convert bisenet`"
-            )
-
+    settings = _settings(size, template, parser, min_face_size, blur_threshold, detector)
+    parser_dir = None if settings.parser is None else Path(settings.parser)
     sources = list(_scan(raw))
     if not sources:
         raise ValueError(f"{raw}: no images found; expected {raw}/<identity>/<image>.jpg")
-    settings = PreprocessSettings(
-        size=size,
-        template=template,
-        min_face_size=min_face_size,
-        blur_threshold=float(blur_threshold),
-        detector=detector if isinstance(detector, str) else "custom",
-        parser=None if parser_dir is None else str(parser_dir),
-    )
     (out / "images").mkdir(parents=True, exist_ok=True)
     if parser_dir is not None:
         (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -275,22 +257,57 @@ def preprocess(
         )
         if processes is not None:  # the whole run's records, on every process
             records = gather_lists(records, processes)
-        statuses = Counter(r["status"] for r in [*done.values(), *records])
-        blur = [r["blur"] for r in [*done.values(), *records] if r["status"] in ("kept", "blurry")]
-        summary = PreprocessSummary(
-            kept=statuses["kept"],
-            no_face=statuses["no_face"],
-            too_small=statuses["too_small"],
-            blurry=statuses["blurry"],
-            errors=statuses["error"],
-            processed=len(records),
-            skipped=len(done),
-            elapsed_s=round(time.perf_counter() - start, 3),
-            blur_quantiles=_quantiles(blur),
-        )
+        summary = _summary(list(done.values()), records, time.perf_counter() - start)
         if main:
             _write_json_atomic(out / SUMMARY_NAME, summary.to_dict())
     return summary
+
+
+def _settings(
+    size: int,
+    template: str,
+    parser: str | os.PathLike | None,
+    min_face_size: float | None,
+    blur_threshold: float,
+    detector: str | FaceDetector,
+) -> PreprocessSettings:
+    """The run's settings, checked (template, sizes, parser folder) before any image is read."""
+    template_points(template, size)  # validates both
+    min_face_size = float(size if min_face_size is None else min_face_size)
+    if min_face_size < 0 or blur_threshold < 0:
+        raise ValueError("min_face_size and blur_threshold must be >= 0")
+    parser_dir = None
+    if parser is not None:
+        parser_dir = Path(parser).expanduser().resolve()
+        if not (parser_dir / "config.json").is_file():
+            raise ValueError(
+                f"{parser}: not a FaceParser folder (no config.json); see `hififace convert bisenet`"
+            )
+    return PreprocessSettings(
+        size=size,
+        template=template,
+        min_face_size=min_face_size,
+        blur_threshold=float(blur_threshold),
+        detector=detector if isinstance(detector, str) else "custom",
+        parser=None if parser_dir is None else str(parser_dir),
+    )
+
+
+def _summary(done: list[dict], records: list[dict], elapsed_s: float) -> PreprocessSummary:
+    """Counts of a run: the records kept from earlier runs (`done`) and those made now."""
+    statuses = Counter(r["status"] for r in [*done, *records])
+    blur = [r["blur"] for r in [*done, *records] if r["status"] in ("kept", "blurry")]
+    return PreprocessSummary(
+        kept=statuses["kept"],
+        no_face=statuses["no_face"],
+        too_small=statuses["too_small"],
+        blurry=statuses["blurry"],
+        errors=statuses["error"],
+        processed=len(records),
+        skipped=len(done),
+        elapsed_s=round(elapsed_s, 3),
+        blur_quantiles=_quantiles(blur),
+    )
 
 
 def _run(

@@ -191,13 +191,7 @@ class SemanticFacialFusion(nn.Module):
         image_out = self.image_head(b)
         mask = torch.sigmoid(self.mask_head(b))
         image = mask * image_out + (1 - mask) * target  # Eq. 4
-        return {
-            "image": image,
-            "image_low": image_low,
-            "mask": mask,
-            "mask_low": mask_low,
-            "image_out": image_out,
-        }
+        return dict(image=image, image_low=image_low, mask=mask, mask_low=mask_low, image_out=image_out)
 
 
 class MaumSemanticFacialFusion(nn.Module):
@@ -243,13 +237,7 @@ class MaumSemanticFacialFusion(nn.Module):
         h = self.upsample(z)
         mask, image_out = torch.tanh(h[:, :1]), h[:, 1:]
         image = mask * image_out + (1 - mask) * target  # Eq. 4
-        return {
-            "image": image,
-            "image_low": image_low,
-            "mask": mask,
-            "mask_low": mask_low,
-            "image_out": image_out,
-        }
+        return dict(image=image, image_low=image_low, mask=mask, mask_low=mask_low, image_out=image_out)
 
 
 class ResizedIdentity(ShapeAwareIdentity):
