@@ -140,8 +140,15 @@ def test_run_live_records_every_frame_of_a_file_with_the_ai_tags(pipeline, sourc
     np.testing.assert_allclose(frames, np.arange(3) / FPS, atol=2e-3)  # the clip's own times kept
 
 
-def test_run_live_in_realtime_drops_frames_and_bounds_latency(pipeline, source, tmp_path):
+def test_run_live_in_realtime_drops_frames_and_bounds_latency(pipeline, source, tmp_path, monkeypatch):
     clip = write_clip(tmp_path / "clip.mp4", 10)
+    # A swap that takes three frame intervals, however fast this machine is: frames must be dropped.
+    swap_faces = HifiFacePipeline.swap_faces
+    monkeypatch.setattr(
+        HifiFacePipeline,
+        "swap_faces",
+        lambda self, *a, **k: time.sleep(3 / FPS) or swap_faces(self, *a, **k),
+    )
     summary = run_live(pipeline, source, open_camera(clip), smoothing=False)
     assert summary.frames + summary.dropped == 10 and summary.frames == summary.swapped
     assert summary.dropped > 0 and len(summary.latency_ms) == summary.frames

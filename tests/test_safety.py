@@ -56,15 +56,11 @@ def test_convert_into_an_existing_folder_that_fails_keeps_it(model_dir, tmp_path
     readme = (folder / "README.md").read_bytes()
     monkeypatch.setattr(HifiFace, "_save_pretrained", _raise_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        save_converted(
-            HifiFace(**TINY), folder, src, command="hififace-pytorch", description="d"
-        )
+        save_converted(HifiFace(**TINY), folder, src, command="hififace-pytorch", description="d")
     assert (folder / "README.md").read_bytes() == readme and (folder / "config.json").is_file()
     HifiFace.from_pretrained(folder)
     monkeypatch.undo()
-    save_converted(
-        HifiFace(**TINY), folder, src, command="hififace-pytorch", description="d"
-    )
+    save_converted(HifiFace(**TINY), folder, src, command="hififace-pytorch", description="d")
     assert "converted with `hififace convert hififace-pytorch`" in (folder / "README.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["generator.pth", "model"]
 
