@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["gather_lists", "launched_state", "share"]
+__all__ = ["gather_lists", "launched_state", "share", "shut_down"]
 
 
 def launched_state() -> Any | None:
@@ -54,3 +54,18 @@ def gather_lists(items: list[T], state: Any | None) -> list[T]:
     from accelerate.utils import gather_object
 
     return list(gather_object(list(items)))
+
+
+def shut_down() -> None:
+    """Wait for every launched process, then tear the process group down (nothing when not launched).
+
+    Call it once, when the process is done: a process that exits with gloo still up can abort
+    ("terminate called without an active exception") and fail the whole launch.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -12,8 +12,10 @@ import os
 import sys
 
 from hififace.cli import main
+from hififace.sharding import shut_down
 
 codes = [main(json.loads(argv)) for argv in sys.argv[2:]]
 if os.environ.get("RANK", "0") == "0":
     with open(sys.argv[1], "w") as f:
         json.dump({"codes": codes, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}, f)
+shut_down()  # gloo torn down before exit, as `python -m hififace` does
