@@ -220,8 +220,19 @@ def sweep(folder: Path, age: float | None) -> int:
 
 
 def _start_sweeper(demo: gr.Blocks, folder: Path, age: int, every: int) -> None:
-    """Sweep `folder` every `every` seconds; remove it once the launched app has stopped, or at exit."""
+    """Sweep `folder` every `every` seconds; remove it when the app is closed, once the launched app
+    has stopped, or at exit."""
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    close = demo.close
+
+    def close_and_remove(*args: Any, **kwargs: Any) -> Any:
+        # demo.close() removes the folder itself: the watcher below may not see the app running
+        try:
+            return close(*args, **kwargs)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    demo.close = close_and_remove
 
     def run() -> None:
         launched, last_sweep = False, time.monotonic()
