@@ -408,10 +408,14 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
     swap.set_defaults(func=_swap)
 
 
+# Written out so that building the parser (and `hififace --help`) imports no OpenCV or torch;
+# tests/test_masks.py checks them against hififace.faces.masks.
+MASK_NAMES = "model,box,region,occlusion"
+REGION_NAMES = "skin,brows,eyes,glasses,ears,nose,mouth,neck,hair,hat"
+
+
 def _add_swap_quality(swap: argparse.ArgumentParser) -> None:
     """Masks, face mapping and face restoration options of `hififace swap`."""
-    from hififace.faces.masks import MASK_TYPES, REGION_GROUPS
-
     swap.add_argument(
         "--map",
         action="append",
@@ -421,12 +425,12 @@ def _add_swap_quality(swap: argparse.ArgumentParser) -> None:
     swap.add_argument(
         "--mask",
         metavar="LIST",
-        help=f"paste-back masks multiplied together, from {','.join(MASK_TYPES)} (default model,box)",
+        help=f"paste-back masks multiplied together, from {MASK_NAMES} (default model,box)",
     )
     swap.add_argument(
         "--regions",
         metavar="LIST",
-        help=f"with --mask region: face parts swapped, from {','.join(REGION_GROUPS)} "
+        help=f"with --mask region: face parts swapped, from {REGION_NAMES} "
         "(default skin,brows,eyes,glasses,nose,mouth)",
     )
     swap.add_argument(

@@ -181,3 +181,10 @@ def test_region_and_occlusion_need_a_parser(pipeline, astronaut):
         assert "\n" not in str(error.value)
     with pytest.raises(SwapError, match="hififace convert bisenet"):
         HifiFacePipeline(pipeline.model, pipeline.detector, masks="region")
+
+
+def test_the_command_lines_mask_names_are_the_libraries():
+    from hififace import cli
+    from hififace.faces.masks import MASK_TYPES, REGION_GROUPS
+
+    assert cli.MASK_NAMES == ",".join(MASK_TYPES) and cli.REGION_NAMES == ",".join(REGION_GROUPS)
