@@ -67,14 +67,20 @@ def read_stamp(frame, row: int) -> int | None:
     return value if value ^ complement == 0xFFFF else None
 
 
-def echo_handler():
-    """The frame back, with a counter and the time (ms, mod 65536) stamped: the handler both servers run."""
+def echo_handler(work_s: float = 0.0):
+    """The frame back, with a counter and the time (ms, mod 65536) stamped: the handler both servers run.
+
+    work_s (float, 0): seconds the handler sleeps first, standing in for a model's work on the frame
+        (the stamp comes after it, so the return leg stays the transport's).
+    """
     count = 0
 
     def echo(frame):
         nonlocal count
         if frame is None:
             return None
+        if work_s:
+            time.sleep(work_s)
         count += 1
         frame = frame.copy()
         stamp(frame, COUNT_ROW, count)
@@ -87,7 +93,7 @@ def echo_handler():
 # ------------------------------------------------------------------------------------------ servers
 
 
-def serve_gradio(port: int, stream_every: float) -> None:
+def serve_gradio(port: int, work_s: float, stream_every: float) -> None:
     """Gradio 6 webcam streaming set up as the app's Live tab sets it (one handler at a time)."""
     import gradio as gr
 
@@ -101,7 +107,7 @@ def serve_gradio(port: int, stream_every: float) -> None:
         )
         view = gr.Image(interactive=False, elem_id="view")
         camera.stream(
-            echo_handler(),
+            echo_handler(work_s),
             camera,
             view,
             stream_every=stream_every,
@@ -112,10 +118,17 @@ def serve_gradio(port: int, stream_every: float) -> None:
     demo.launch(server_name="127.0.0.1", server_port=port, quiet=True)
 
 
-def serve_fastrtc(port: int) -> None:
-    """FastRTC's WebRTC component (send-receive video) with no ICE servers on either side."""
+def serve_fastrtc(port: int, work_s: float, degradation: str) -> None:
+    """FastRTC's WebRTC component (send-receive video) with no ICE servers on either side.
+
+    skip_frames=True: each call gets the newest frame received, as Gradio streaming and the Live tab
+    do (without it FastRTC hands the handler every frame in order, so a slow handler falls behind).
+    degradation: the browser sender's degradationPreference: "balanced" (Chromium's default: under
+    CPU load it lowers the resolution, to 480 x 360 on this busy machine) or "maintain-resolution"
+    (640 x 480 kept, the frame rate gives way: the same pictures as Gradio's).
+    """
     import gradio as gr
-    from fastrtc import WebRTC
+    from fastrtc import VideoStreamHandler, WebRTC
 
     no_stun = {"iceServers": []}  # host candidates only: there is no network beyond this machine
     with gr.Blocks() as demo:
@@ -128,19 +141,28 @@ def serve_fastrtc(port: int) -> None:
             # FastRTC asks for 1280 x 720 (ideal); from a 640 x 480 camera Chromium then sends a
             # cropped 500 x 480 picture. Gradio takes the camera as it is: the same size for both.
             track_constraints={"width": {"ideal": SIZE[0]}, "height": {"ideal": SIZE[1]}},
+            rtp_params={"degradationPreference": degradation},
             rtc_configuration=no_stun,
             server_rtc_configuration=no_stun,
         )
-        rtc.stream(fn=echo_handler(), inputs=[rtc], outputs=[rtc], time_limit=600, concurrency_limit=4)
+        rtc.stream(
+            fn=VideoStreamHandler(echo_handler(work_s), skip_frames=True),
+            inputs=[rtc],
+            outputs=[rtc],
+            time_limit=600,
+            concurrency_limit=4,
+        )
     demo.launch(server_name="127.0.0.1", server_port=port, quiet=True)
 
 
 def serve(argv: list[str]) -> None:
-    kind, port = argv[0], int(argv[1])
+    """`--serve gradio PORT WORK_S STREAM_EVERY` or `--serve fastrtc PORT WORK_S DEGRADATION`: one
+    server, until it is terminated."""
+    kind, port, work_s = argv[0], int(argv[1]), float(argv[2])
     if kind == "gradio":
-        serve_gradio(port, float(argv[2]))
+        serve_gradio(port, work_s, float(argv[3]))
     elif kind == "fastrtc":
-        serve_fastrtc(port)
+        serve_fastrtc(port, work_s, argv[3])
     else:
         raise SystemExit(f"unknown server kind {kind!r}: gradio or fastrtc")
 
@@ -280,6 +302,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def resident_mib(pid: int) -> float:
+    """The resident set of a process (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def descendants(root: int) -> list[int]:
     """Every process below `root` (the browser's processes are children of Playwright's driver)."""
     children: dict[int, list[int]] = {}
@@ -317,6 +347,7 @@ def measure(browser, server: dict, seconds: float, settle: float) -> dict:
         time.sleep(seconds)
         end = page.evaluate("performance.now()")
         cpu_after = cpu_seconds(pids), cpu_seconds(browser_pids)
+        server_rss = resident_mib(server["process"].pid)
         probe = page.evaluate("window.__probe")
     finally:
         page.close()
@@ -325,6 +356,7 @@ def measure(browser, server: dict, seconds: float, settle: float) -> dict:
         "window_ms": (begin, end),
         "server_cpu_s": cpu_after[0] - cpu_before[0],
         "browser_cpu_s": cpu_after[1] - cpu_before[1],
+        "server_rss_mib": server_rss,
         **probe,
     }
 
@@ -390,6 +422,7 @@ def summarize(segments: list[dict]) -> dict:
         "browser_cpu_fraction": browser_cpu / window_total,
         "frame_sizes_shown": sorted(sizes),
         "connect_s": [round(s["connect_s"], 2) for s in segments],
+        "server_rss_mib_at_end": [round(s["server_rss_mib"]) for s in segments],
         "page_errors": sorted({e for s in segments for e in s["errors"]})[:5],
     }
 
@@ -405,13 +438,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(python: str, kind: str, *extra: str, log: Path) -> dict:
+def start_server(python: str, kind: str, work_s: float, *extra: str, log: Path) -> dict:
     """This file as a server (`--serve KIND`) under `python`; waits until it answers HTTP."""
     port = free_port()
     env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     with log.open("w") as out:
         process = subprocess.Popen(
-            [python, __file__, "--serve", kind, str(port), *extra],
+            [python, __file__, "--serve", kind, str(port), str(work_s), *extra],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -474,9 +507,23 @@ def add_options(parser) -> None:
         default=[0.1, 1 / 30],
         help="Gradio stream_every values to measure (default 0.1, the app's, and 1/30, every camera frame)",
     )
+    parser.add_argument(
+        "--work-ms",
+        type=float,
+        default=0.0,
+        help="milliseconds each handler call sleeps, standing in for a model (default 0: the transport alone)",
+    )
     parser.add_argument("--rtc-python", default="/tmp/venv-rtc/bin/python", help="python of the FastRTC venv")
     parser.add_argument(
         "--setup-rtc-venv", action="store_true", help="make the FastRTC venv at --rtc-python's place first"
+    )
+    parser.add_argument(
+        "--rtc-degradation",
+        nargs="+",
+        choices=["maintain-resolution", "balanced"],
+        default=["maintain-resolution", "balanced"],
+        help="WebRTC sender degradationPreference values to measure (default both: 640 x 480 kept, "
+        "Chromium's default that lowers the resolution under load)",
     )
     parser.add_argument("--no-rtc", action="store_true", help="Gradio streaming only (no FastRTC venv)")
     parser.add_argument(
@@ -497,7 +544,10 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], add_options)
     rounds, seconds = (1, 4.0) if args.quick else (args.rounds, args.seconds)
     stream_every = args.stream_every[:1] if args.quick else args.stream_every
+    if args.quick:
+        args.rtc_degradation = args.rtc_degradation[:1]
     machine = machine_info(torch.device("cpu"))  # the load average before the runs
+    work_s = args.work_ms / 1000
     rtc_python = args.rtc_python
     if args.setup_rtc_venv and not args.no_rtc:
         rtc_python = setup_rtc_venv(Path(rtc_python).parents[1])
@@ -519,10 +569,12 @@ def main() -> None:
         try:
             for every in stream_every:
                 servers[f"gradio stream_every={every:.3g}s"] = start_server(
-                    sys.executable, "gradio", str(every), log=folder / f"gradio-{every}.log"
+                    sys.executable, "gradio", work_s, str(every), log=folder / f"gradio-{every}.log"
                 )
-            if not args.no_rtc:
-                servers["fastrtc webrtc"] = start_server(rtc_python, "fastrtc", log=folder / "fastrtc.log")
+            for degradation in [] if args.no_rtc else args.rtc_degradation:
+                servers[f"fastrtc webrtc {degradation}"] = start_server(
+                    rtc_python, "fastrtc", work_s, degradation, log=folder / f"fastrtc-{degradation}.log"
+                )
             segments = {name: [] for name in servers}
             with sync_playwright() as playwright:
                 browser = launch_browser(playwright, clip)
@@ -533,7 +585,7 @@ def main() -> None:
                             segments[name].append(segment)
                             done = summarize([segment])
                             print(
-                                f"round {round_ + 1} {name:30} {done['delivered_fps']:5.1f} fps, round trip "
+                                f"round {round_ + 1} {name:38} {done['delivered_fps']:5.1f} fps, round trip "
                                 f"median {done['round_trip_latency_ms'].get('median', float('nan')):6.0f} ms"
                             )
                 finally:
@@ -545,7 +597,7 @@ def main() -> None:
     results = {name: summarize(s) for name, s in segments.items()}
     print_results(results)
     save(
-        "live_transport",
+        f"live_transport-work{args.work_ms:g}ms" if args.work_ms else "live_transport",
         {
             "benchmark": "the Live tab's transport alone (echo handler): Gradio 6 webcam streaming against "
             "FastRTC WebRTC, delivered fps and round-trip latency in headless Chromium",
@@ -553,6 +605,7 @@ def main() -> None:
             "versions": found | {"chromium": chromium},
             "settings": {
                 "size": list(SIZE),
+                "handler_work_ms": args.work_ms,
                 "camera": "Chromium fake camera, .y4m clip at 30 fps",
                 "recorded_s_per_transport": seconds,
                 "rounds": rounds,
@@ -572,7 +625,7 @@ def print_results(results: dict) -> None:
     for name, r in results.items():
         latency, back = r["round_trip_latency_ms"], r["return_leg_ms"]
         print(
-            f"{name:30} {r['delivered_fps']:5.1f} fps delivered (camera {r['camera_fps']:.1f}), round trip "
+            f"{name:38} {r['delivered_fps']:5.1f} fps delivered (camera {r['camera_fps']:.1f}), round trip "
             f"median {latency.get('median', float('nan')):.0f} ms p95 {latency.get('p95', float('nan')):.0f} ms, "
             f"return leg median {back.get('median', float('nan')):.0f} ms; CPU per frame: server "
             f"{r['server_cpu_ms_per_frame']:.1f} ms, browser {r['browser_cpu_ms_per_frame']:.1f} ms"
