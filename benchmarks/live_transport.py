@@ -492,7 +492,7 @@ def add_options(parser) -> None:
         help="recorded seconds per transport, over all rounds (default 20)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=2, help="interleaved rounds, a fresh page each (default 2)"
+        "--rounds", type=int, default=4, help="interleaved rounds, a fresh page each (default 4)"
     )
     parser.add_argument(
         "--settle",
