@@ -22,8 +22,14 @@ Gradio 6 runs in this venv; FastRTC 0.0.34 pins `gradio<6`, so its server runs i
 (`--rtc-python`, made by `--setup-rtc-venv`: `python3 -m venv /tmp/venv-rtc` and
 `pip install fastrtc==0.0.34`; no torch). Each server is a subprocess of this script (this file,
 `--serve KIND`); the variants run in interleaved rounds, a fresh page each time, the first
-`--warmup` seconds of each page after the first frame came back left out. WebRTC connects over the
-loopback with host candidates only (no STUN server on either side: `iceServers: []`).
+`--settle` seconds of each page after the first frame came back left out. WebRTC connects on this
+machine with host candidates only (no STUN server on either side: `iceServers: []`; aiortc would
+otherwise ask Google's). FastRTC's handler gets the newest frame (`skip_frames=True`), as Gradio's
+does; the browser's WebRTC sender is measured with both degradation preferences (640 x 480 kept, or
+Chromium's default, which lowers the resolution when the CPU is busy).
+
+`--work-ms N` makes each handler call sleep N ms first, a stand-in for the model: what the two
+transports do when the handler, not the transport, is the bottleneck.
 """
 
 from __future__ import annotations
@@ -424,6 +430,7 @@ def summarize(segments: list[dict]) -> dict:
         "connect_s": [round(s["connect_s"], 2) for s in segments],
         "server_rss_mib_at_end": [round(s["server_rss_mib"]) for s in segments],
         "page_errors": sorted({e for s in segments for e in s["errors"]})[:5],
+        "capture_timed_by": sorted({s["capture"] for s in segments}),
     }
 
 
@@ -595,6 +602,17 @@ def main() -> None:
                 server["process"].terminate()
                 server["process"].wait(timeout=30)
     results = {name: summarize(s) for name, s in segments.items()}
+    for name, result in results.items():  # each round alone, to judge how much the load moved them
+        result["rounds"] = []
+        for segment in segments[name]:
+            alone = summarize([segment])
+            latency = alone["round_trip_latency_ms"]
+            result["rounds"].append(
+                {
+                    "delivered_fps": round(alone["delivered_fps"], 2),
+                    "latency_median_ms": latency.get("median"),
+                }
+            )
     print_results(results)
     save(
         f"live_transport-work{args.work_ms:g}ms" if args.work_ms else "live_transport",
