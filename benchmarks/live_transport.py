@@ -546,7 +546,6 @@ def main() -> None:
 
     import torch
     from common import machine_info, parse_args, save
-    from playwright.sync_api import sync_playwright
 
     args = parse_args(__doc__.splitlines()[0], add_options)
     rounds, seconds = (1, 4.0) if args.quick else (args.rounds, args.seconds)
@@ -582,37 +581,15 @@ def main() -> None:
                 servers[f"fastrtc webrtc {degradation}"] = start_server(
                     rtc_python, "fastrtc", work_s, degradation, log=folder / f"fastrtc-{degradation}.log"
                 )
-            segments = {name: [] for name in servers}
-            with sync_playwright() as playwright:
-                browser = launch_browser(playwright, clip)
-                try:
-                    for round_ in range(rounds):
-                        for name, server in servers.items():
-                            segment = measure(browser, server, seconds / rounds, args.settle)
-                            segments[name].append(segment)
-                            done = summarize([segment])
-                            print(
-                                f"round {round_ + 1} {name:38} {done['delivered_fps']:5.1f} fps, round trip "
-                                f"median {done['round_trip_latency_ms'].get('median', float('nan')):6.0f} ms"
-                            )
-                finally:
-                    browser.close()
+            segments = run_rounds(servers, clip, rounds, seconds / rounds, args.settle)
         finally:
             for server in servers.values():
                 server["process"].terminate()
                 server["process"].wait(timeout=30)
-    results = {name: summarize(s) for name, s in segments.items()}
-    for name, result in results.items():  # each round alone, to judge how much the load moved them
-        result["rounds"] = []
-        for segment in segments[name]:
-            alone = summarize([segment])
-            latency = alone["round_trip_latency_ms"]
-            result["rounds"].append(
-                {
-                    "delivered_fps": round(alone["delivered_fps"], 2),
-                    "latency_median_ms": latency.get("median"),
-                }
-            )
+    results = {
+        name: summarize(runs) | {"rounds": [round_summary(run) for run in runs]}
+        for name, runs in segments.items()
+    }
     print_results(results)
     save(
         f"live_transport-work{args.work_ms:g}ms" if args.work_ms else "live_transport",
@@ -637,6 +614,36 @@ def main() -> None:
         },
         args,
     )
+
+
+def run_rounds(servers: dict, clip: Path, rounds: int, seconds: float, settle: float) -> dict[str, list]:
+    """Every server `rounds` times in interleaved rounds, `seconds` recorded each; their raw records."""
+    from playwright.sync_api import sync_playwright
+
+    segments = {name: [] for name in servers}
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright, clip)
+        try:
+            for round_ in range(rounds):
+                for name, server in servers.items():
+                    segments[name].append(measure(browser, server, seconds, settle))
+                    done = round_summary(segments[name][-1])
+                    print(
+                        f"round {round_ + 1} {name:38} {done['delivered_fps']:5.1f} fps, round trip "
+                        f"median {done['latency_median_ms'] or float('nan'):6.0f} ms"
+                    )
+        finally:
+            browser.close()
+    return segments
+
+
+def round_summary(segment: dict) -> dict:
+    """One round alone (to judge how much the load moved the rounds): fps and median latency."""
+    alone = summarize([segment])
+    return {
+        "delivered_fps": round(alone["delivered_fps"], 2),
+        "latency_median_ms": alone["round_trip_latency_ms"].get("median"),
+    }
 
 
 def print_results(results: dict) -> None:
