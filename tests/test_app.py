@@ -130,12 +130,11 @@ def test_swap_image_api_masks_sources_and_mapping(app_url, photos, tmp_path):
         )  # fmt: skip
 
 
-def test_swap_video_api(app_url, tmp_path):
+def three_frame_clip(clip: Path) -> Path:
+    """Three frames of the astronaut (256 x 256) at 10 fps."""
     import av
     import numpy as np
-    from gradio_client import Client, handle_file
 
-    clip = tmp_path / "clip.mp4"
     frame = np.ascontiguousarray(data.astronaut()[::2, ::2])
     with av.open(str(clip), "w") as out:
         stream = out.add_stream("libx264", rate=10)
@@ -145,6 +144,14 @@ def test_swap_video_api(app_url, tmp_path):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return clip
+
+
+def test_swap_video_api(app_url, tmp_path):
+    import av
+    from gradio_client import Client, handle_file
+
+    clip = three_frame_clip(tmp_path / "clip.mp4")
     source = tmp_path / "source.png"
     PILImage.fromarray(data.astronaut()).save(source)
 
@@ -621,3 +628,16 @@ def test_face_clicks_toggle_faces_in_and_out_of_the_choice(app_module):
     assert captions("reference") == ["face 1", "face 2", "face 3"]  # unknown until the swap embeds them
     framed = app_module._captioned_faces(state, "0")[0][0]
     assert framed.shape == (38, 38, 3) and (framed[0, 0] != 200).any() and (framed[3:-3, 3:-3] == 200).all()
+
+
+def test_the_video_swap_shows_its_progress_in_frames(app_module, photos, tmp_path_factory, tmp_path):
+    pipeline = HifiFacePipeline.from_pretrained(tiny_model_dir(tmp_path_factory), detector="dlib")
+    _, swap_video = app_module._handlers(pipeline, tmp_path, None)
+    calls = []
+    swap_video(
+        str(photos["astronaut"]),
+        str(three_frame_clip(tmp_path / "clip.mp4")),
+        progress=lambda value, desc=None, unit=None: calls.append((value, desc, unit)),
+    )
+    assert calls[0] == ((0, None), "Swapping faces", "frames")  # at once, before the first frame
+    assert calls[-1] == ((3, 3), "Swapping faces", "frames")
