@@ -661,10 +661,11 @@ class HifiFacePipeline:
             raise NoFaceError("target", name)
         if choice.out_of_range(len(faces)):
             count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
+            bad = choice.out_of_range_indices(len(faces))
             raise FaceChoiceError(
-                f"the target image has {count}; face index "
-                f"{', '.join(map(str, choice.out_of_range_indices(len(faces))))} is out of range "
-                f"(0 to {len(faces) - 1}, counted from the left)"
+                f"the target image has {count}; face "
+                + (f"index {bad[0]} is" if len(bad) == 1 else f"indices {', '.join(map(str, bad))} are")
+                + f" out of range (0 to {len(faces) - 1}, counted from the left)"
             )
         chosen = select_faces(faces, choice, embed=lambda some: self.embed_faces(image, some))
         if not chosen:

@@ -93,6 +93,13 @@ def test_swap_image_api(app_url, photos):
             face="7",
             api_name="/swap_image",
         )
+    with pytest.raises(AppError, match="has 1 face; face indices 2, 7 are out of range"):  # several faces
+        client.predict(
+            handle_file(photos["astronaut"]),
+            handle_file(photos["astronaut"]),
+            face="0,2,7",
+            api_name="/swap_image",
+        )
 
 
 def table(rows: list[list[str]]) -> dict:
