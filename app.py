@@ -257,12 +257,12 @@ def _handlers(
     """The image and video swap functions the page (and its API) calls; results go to `output_dir`."""
 
     def image_seconds(source=None, target=None, face="largest", *rest, **options) -> int:
-        return gpu_seconds(frames=1, faces=GUESSED_FACES if face in ("all", "reference") else 1)
+        return gpu_seconds(frames=1, faces=_faces_per_frame(face))
 
     def video_seconds(source=None, video=None, face="largest", *rest, **options) -> int:
         return gpu_seconds(
             frames=_frame_count(video, max_video_frames),
-            faces=GUESSED_FACES if face in ("all", "reference") else 1,
+            faces=_faces_per_frame(face),
         )
 
     @gpu(duration=image_seconds)
@@ -511,6 +511,16 @@ def _looking_widgets(
         queue=False,
     )
     return slider, closeups
+
+
+def _faces_per_frame(face: Any) -> int:
+    """Faces a choice swaps per frame, for ZeroGPU's duration: a guess for "all" and "reference"."""
+    if face in ("all", "reference"):
+        return GUESSED_FACES
+    try:
+        return max(1, len(FaceChoice.parse(face or "largest").indices))
+    except FaceChoiceError:
+        return 1  # the swap reports the bad choice
 
 
 def _toggle_face(choice: str | None, index: int, count: int) -> str:

@@ -618,6 +618,8 @@ def test_face_clicks_toggle_faces_in_and_out_of_the_choice(app_module):
     assert toggle("largest", 2, 6) == "2" and toggle("2", 0, 6) == "0,2" and toggle("0,2", 2, 6) == "0"
     assert toggle("0", 0, 6) == "largest"  # no face left: back to the default
     assert toggle("all", 1, 3) == "0,2" and toggle("reference", 1, 3) == "1" and toggle("junk", 1, 3) == "1"
+    faces = app_module._faces_per_frame  # ZeroGPU's duration counts the faces chosen
+    assert (faces("0,2,5"), faces("3"), faces("largest"), faces("all"), faces("bad")) == (3, 1, 1, 4, 1)
     choices = dict((value, label) for label, value in app_module._face_choices("0,2"))
     assert (
         choices["0,2"] == "faces 1, 3 from the left"
