@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -10,6 +11,7 @@ import re
 import socket
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -317,8 +319,11 @@ def test_browser_live_tab_swaps_the_fake_camera(app_url, photos, tmp_path, monke
     assert used and {m.types for m in used} == {("model",)}  # every live frame took the tab's masks
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, photos):
+@contextlib.contextmanager
+def group_photo_page(app_url: str, photos: dict[str, Path]) -> Iterator[tuple]:
+    """The app in Chromium with the astronaut as source and t1.jpg as target, its faces in the gallery.
+
+    Yields (page, the gallery's thumbnails, the target's pixels, the faces the app finds in it)."""
     from playwright.sync_api import expect, sync_playwright
 
     from hififace.faces import load_detector
@@ -326,7 +331,6 @@ def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, ph
 
     target = load_image(photos["group"])
     faces = load_detector("dlib").detect(target)  # what the app finds: t1.jpg is under 1600 px
-    chosen = 2
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -339,17 +343,48 @@ def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, ph
             page.locator("#image-target input[type=file]").set_input_files(str(photos["group"]))
             thumbnails = page.locator("#image-faces .thumbnail-item")
             expect(thumbnails).to_have_count(len(faces), timeout=60_000)
-            thumbnails.nth(chosen).click()
-            expect(page.locator("#image-face input")).to_have_value(f"face {chosen + 1} from the left")
-            page.locator("#swap-image").click()
-            expect(page.locator("#image-result img")).to_be_visible(timeout=90_000)
-            expect(page.locator("#image-slider img")).to_have_count(2, timeout=30_000)
-            expect(page.locator("#image-closeups .thumbnail-item")).to_have_count(1, timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "app-image-looking.png"), full_page=True)
-            src = page.locator("#image-result img").get_attribute("src")
+            yield page, thumbnails, target, faces
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, photos):
+    from playwright.sync_api import expect
+
+    chosen = 2
+    with group_photo_page(app_url, photos) as (page, thumbnails, target, faces):
+        thumbnails.nth(chosen).click()
+        expect(page.locator("#image-face input")).to_have_value(f"face {chosen + 1} from the left")
+        page.locator("#swap-image").click()
+        expect(page.locator("#image-result img")).to_be_visible(timeout=90_000)
+        expect(page.locator("#image-slider img")).to_have_count(2, timeout=30_000)
+        expect(page.locator("#image-closeups .thumbnail-item")).to_have_count(1, timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app-image-looking.png"), full_page=True)
+        src = page.locator("#image-result img").get_attribute("src")
     assert_only_these_faces_changed(app_url, src, target, faces, [chosen])
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_click_several_faces_swaps_only_them(app_url, photos):
+    from playwright.sync_api import expect
+
+    with group_photo_page(app_url, photos) as (page, thumbnails, target, faces):
+        assert len(faces) >= 4
+        face_input = page.locator("#image-face input")
+        for index, shown in ((3, "face 4 from the left"), (0, "faces 1, 4 from the left"),
+                             (2, "faces 1, 3, 4 from the left"), (2, "faces 1, 4 from the left")):  # fmt: skip
+            thumbnails.nth(index).click()  # the last click takes face 3 out again
+            expect(face_input).to_have_value(shown, timeout=10_000)
+        gallery = page.locator("#image-faces")
+        expect(gallery).to_contain_text("✓ face 1: swapped", timeout=10_000)
+        expect(gallery).to_contain_text("✓ face 4: swapped")
+        expect(gallery.get_by_text("✓ face", exact=False)).to_have_count(2)
+        page.locator("#swap-image").click()
+        expect(page.locator("#image-closeups .thumbnail-item")).to_have_count(2, timeout=90_000)
+        page.screenshot(path=str(ARTIFACTS / "app-image-several-faces.png"), full_page=True)
+        src = page.locator("#image-result img").get_attribute("src")
+    assert_only_these_faces_changed(app_url, src, target, faces, [0, 3])
 
 
 def assert_only_these_faces_changed(app_url, src, target, faces, chosen: list[int]) -> None:
@@ -371,45 +406,6 @@ def assert_only_these_faces_changed(app_url, src, target, faces, chosen: list[in
     for i, face in enumerate(faces):  # every other face is left exactly as it was
         x1, y1, x2, y2 = (round(v) for v in face.box)
         assert i in chosen or np.array_equal(swapped[y1:y2, x1:x2], target[y1:y2, x1:x2])
-
-
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_browser_click_several_faces_swaps_only_them(app_url, photos):
-    from playwright.sync_api import expect, sync_playwright
-
-    from hififace.faces import load_detector
-    from hififace.imageio import load_image
-
-    target = load_image(photos["group"])
-    faces = load_detector("dlib").detect(target)
-    assert len(faces) >= 4
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(app_url)
-            page.locator("#image-source input[type=file]").set_input_files(str(photos["astronaut"]))
-            page.locator("#image-target input[type=file]").set_input_files(str(photos["group"]))
-            thumbnails = page.locator("#image-faces .thumbnail-item")
-            expect(thumbnails).to_have_count(len(faces), timeout=60_000)
-            face_input = page.locator("#image-face input")
-            for index, shown in ((3, "face 4 from the left"), (0, "faces 1, 4 from the left"),
-                                 (2, "faces 1, 3, 4 from the left"), (2, "faces 1, 4 from the left")):  # fmt: skip
-                thumbnails.nth(index).click()  # the last click takes face 3 out again
-                expect(face_input).to_have_value(shown, timeout=10_000)
-            gallery = page.locator("#image-faces")
-            expect(gallery).to_contain_text("✓ face 1: swapped", timeout=10_000)
-            expect(gallery).to_contain_text("✓ face 4: swapped")
-            expect(gallery.get_by_text("✓ face", exact=False)).to_have_count(2)
-            page.locator("#swap-image").click()
-            expect(page.locator("#image-closeups .thumbnail-item")).to_have_count(2, timeout=90_000)
-            page.screenshot(path=str(ARTIFACTS / "app-image-several-faces.png"), full_page=True)
-            src = page.locator("#image-result img").get_attribute("src")
-        finally:
-            browser.close()
-    assert_only_these_faces_changed(app_url, src, target, faces, [0, 3])
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
