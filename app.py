@@ -656,7 +656,11 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
             )  # fmt: skip
         except SwapError as error:
             return state | {"swapper": None}, f"Cannot use these options: {error}"
-        return state | {"swapper": swapper, "meter": FpsMeter()}, "Source set: start the camera stream."
+        masks = ", ".join(swapper.masks.types)  # the readout says which options the frames get
+        return state | {
+            "swapper": swapper,
+            "meter": FpsMeter(),
+        }, f"Source set (masks {masks}): start the camera stream."
 
     def swap_frame(frame, state):
         if frame is None:
@@ -676,11 +680,26 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
         )
 
     options = [face, reference, identity, shape, masks, regions, padding]
+    # The source and the options are set one at a time, in order (one concurrency group): the
+    # session kept is the one of the last change, never an earlier one that finished late.
     source.change(
-        set_source, [source, *options], [session, readout], api_visibility="private", show_progress="full"
+        set_source,
+        [source, *options],
+        [session, readout],
+        api_visibility="private",
+        show_progress="full",
+        concurrency_limit=1,
+        concurrency_id="live-options",
     )
     for component in options:
-        component.change(configure, [session, *options], [session, readout], api_visibility="private")
+        component.change(
+            configure,
+            [session, *options],
+            [session, readout],
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="live-options",
+        )
     camera.stream(
         swap_frame,
         [camera, session],

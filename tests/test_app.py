@@ -308,7 +308,7 @@ def test_browser_live_tab_swaps_the_fake_camera(app_url, photos, tmp_path, monke
             )
             masks.get_by_label("region").uncheck()
             masks.get_by_label("box").uncheck()
-            expect(readout).to_have_value(re.compile("Source set"), timeout=30_000)
+            expect(readout).to_have_value(re.compile(r"Source set \(masks model\)"), timeout=30_000)
             page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
             page.locator("#live-camera button", has_text="Record").click()
             expect(readout).to_have_value(re.compile(r"fps · [1-9]\d* frames swapped"), timeout=90_000)
