@@ -244,18 +244,17 @@ def parser_dir(tmp_path_factory) -> Path:
 REGION_OPTIONS = {"masks": "model,box,region", "regions": "skin,nose,mouth", "mask_padding": 0.1}
 
 
-def test_live_swapper_takes_the_mask_options_of_the_image_swap(model_dir, parser_dir, photos):
-    pipeline = HifiFacePipeline.from_pretrained(model_dir, detector="dlib", parser=parser_dir)
-    source = pipeline.encode_source(photos["astronaut"])
+def test_live_swapper_takes_the_mask_options_of_the_image_swap(model_dir, parser_dir, pipeline, source):
+    parsing = HifiFacePipeline.from_pretrained(model_dir, detector="dlib", parser=parser_dir)
     frame = np.array(PILImage.fromarray(data.astronaut()).resize((256, 256)))
-    plain, _ = LiveSwapper(pipeline, source)(frame, 0.0)
-    masked, swaps = LiveSwapper(pipeline, source, **REGION_OPTIONS)(frame, 0.0)
+    plain, _ = LiveSwapper(parsing, source)(frame, 0.0)
+    masked, swaps = LiveSwapper(parsing, source, **REGION_OPTIONS)(frame, 0.0)
     assert set(swaps[0].masks) == {"model", "box", "region"}
     assert np.abs(masked.astype(int) - plain).max() > 0  # the region mask changed what was pasted
     # the first frame (the smoother starts there) is the image swap of that frame with the same options
-    np.testing.assert_array_equal(masked, pipeline.swap(source, frame, **REGION_OPTIONS).image)
+    np.testing.assert_array_equal(masked, parsing.swap(source, frame, **REGION_OPTIONS).image)
     with pytest.raises(SwapError, match="face parser"):  # checked when the options are set, not per frame
-        LiveSwapper(HifiFacePipeline.from_pretrained(model_dir, detector="dlib"), source, masks="region")
+        LiveSwapper(pipeline, source, masks="region")
 
 
 def test_cli_live_takes_the_swap_commands_mask_options(
