@@ -42,6 +42,7 @@ import gradio as gr
 import numpy as np
 
 from hififace.atomic import atomic_path
+from hififace.faces import FaceChoice, FaceChoiceError, select_faces
 from hififace.faces.masks import DEFAULT_MASKS, DEFAULT_REGIONS, MASK_TYPES, REGION_GROUPS
 from hififace.imageio import save_image
 from hififace.pipeline import AI_METADATA, HifiFacePipeline, ModelLoadError, SwapError, SwapResult
@@ -256,12 +257,12 @@ def _handlers(
     """The image and video swap functions the page (and its API) calls; results go to `output_dir`."""
 
     def image_seconds(source=None, target=None, face="largest", *rest, **options) -> int:
-        return gpu_seconds(frames=1, faces=GUESSED_FACES if face in ("all", "reference") else 1)
+        return gpu_seconds(frames=1, faces=_faces_per_frame(face))
 
     def video_seconds(source=None, video=None, face="largest", *rest, **options) -> int:
         return gpu_seconds(
             frames=_frame_count(video, max_video_frames),
-            faces=GUESSED_FACES if face in ("all", "reference") else 1,
+            faces=_faces_per_frame(face),
         )
 
     @gpu(duration=image_seconds)
@@ -452,15 +453,18 @@ class SerialDetector:
 def _looking_widgets(
     pipeline: HifiFacePipeline, target: gr.Image, face: gr.Dropdown
 ) -> tuple[gr.ImageSlider, gr.Gallery]:
-    """The target's detected faces (click one to choose it), the before/after slider and the close-ups.
+    """The target's detected faces (click faces to choose them), the before/after slider and the close-ups.
 
-    In a group photo or a wide shot the faces are small: the slider and the close-ups (target crop
-    beside the swapped crop, one per face) show the swap without downloading the picture.
+    Clicking a face adds it to the chosen faces or takes it out again (the face choice becomes
+    "0,2" style indices); the gallery's captions mark the faces the current choice swaps. In a group
+    photo or a wide shot the faces are small: the slider and the close-ups (target crop beside the
+    swapped crop, one per face) show the swap without downloading the picture.
     """
     detected = gr.Gallery(
-        label="Faces in the target: click one to swap only that face",
+        label="Faces in the target: click faces to choose which are swapped (click again to leave one out)",
         columns=8,
-        height=140,
+        height=190,
+        object_fit="contain",  # the whole face with its frame
         allow_preview=False,
         interactive=False,
         elem_id="image-faces",
@@ -478,22 +482,94 @@ def _looking_widgets(
         elem_id="image-closeups",
     )
 
-    def faces_of(upload: Any) -> list[tuple[np.ndarray, str]]:
-        if upload is None:
-            return []
-        try:  # the pipeline's own loader: the same pixels (and face order) the swap will see
-            image, _ = pipeline.read_image(upload, "target")
-            faces = pipeline.detect_faces(image)
-        except SwapError:
-            return []  # the swap itself reports what is wrong with the picture
-        return [(_face_crop(image, f.box), f"face {i + 1}") for i, f in enumerate(faces)]
+    found = gr.State({"faces": [], "crops": []})  # the target's faces, left to right, and their crops
 
-    def choose(event: gr.SelectData) -> str:
-        return str(event.index)  # the gallery's order is the face index: left to right, from 0
+    def faces_of(upload: Any, choice: str | None) -> tuple[list[tuple[np.ndarray, str]], dict]:
+        faces, crops = [], []
+        if upload is not None:
+            try:  # the pipeline's own loader: the same pixels (and face order) the swap will see
+                image, _ = pipeline.read_image(upload, "target")
+                faces = pipeline.detect_faces(image)
+                crops = [_face_crop(image, f.box) for f in faces]
+            except SwapError:
+                pass  # the swap itself reports what is wrong with the picture
+        state = {"faces": faces, "crops": crops}
+        return _captioned_faces(state, choice), state
 
-    target.change(faces_of, target, detected, api_visibility="private")
-    detected.select(choose, None, face, api_visibility="private", queue=False)
+    def choose(state: dict, choice: str | None, event: gr.SelectData) -> gr.Dropdown:
+        # the gallery's order is the face index: left to right, from 0
+        value = _toggle_face(choice, event.index, len(state["faces"]))
+        return gr.Dropdown(choices=_face_choices(value), value=value)
+
+    target.change(faces_of, [target, face], [detected, found], api_visibility="private")
+    detected.select(choose, [found, face], face, api_visibility="private", queue=False)
+    face.change(
+        lambda state, choice: gr.Gallery(_captioned_faces(state, choice), selected_index=None),
+        [found, face],
+        detected,
+        api_visibility="private",
+        queue=False,
+    )
     return slider, closeups
+
+
+def _faces_per_frame(face: Any) -> int:
+    """Faces a choice swaps per frame, for ZeroGPU's duration: a guess for "all" and "reference"."""
+    if face in ("all", "reference"):
+        return GUESSED_FACES
+    try:
+        return max(1, len(FaceChoice.parse(face or "largest").indices))
+    except FaceChoiceError:
+        return 1  # the swap reports the bad choice
+
+
+def _toggle_face(choice: str | None, index: int, count: int) -> str:
+    """The face choice after clicking face `index` of `count`: in or out of the chosen faces.
+
+    From "all", the click leaves that face out; from "largest" or "reference", it starts a choice of
+    that face alone; when no face is left, the choice falls back to "largest"."""
+    try:
+        current = FaceChoice.parse(choice or "largest")
+    except FaceChoiceError:
+        current = FaceChoice("largest")
+    chosen = set(range(count)) if current.mode == "all" else set(current.indices)
+    chosen ^= {index}
+    return str(FaceChoice("index", indices=tuple(chosen))) if chosen else "largest"
+
+
+def _face_choices(value: str | None) -> list[tuple[str, str]]:
+    """The face dropdown's choices, with a choice of several faces ("0,2") added when `value` is one."""
+    if not value or value in {v for _, v in FACE_CHOICES}:
+        return FACE_CHOICES
+    try:
+        indices = FaceChoice.parse(value).indices
+    except FaceChoiceError:
+        return FACE_CHOICES  # typed text: the swap reports what is wrong with it
+    return [*FACE_CHOICES, (f"faces {', '.join(str(i + 1) for i in indices)} from the left", value)]
+
+
+def _captioned_faces(state: dict, choice: str | None) -> list[tuple[np.ndarray, str]]:
+    """The gallery of the target's faces; the ones `choice` swaps are framed and captioned with a check mark."""
+    faces = state["faces"]
+    try:
+        current = FaceChoice.parse(choice or "largest")
+        picked = [] if current.mode == "reference" else select_faces(faces, current)
+    except FaceChoiceError:
+        picked = []
+    chosen = {i for i, f in enumerate(faces) if any(f is p for p in picked)}
+    return [
+        (_framed(crop), f"✓ face {i + 1}: swapped") if i in chosen else (crop, f"face {i + 1}")
+        for i, crop in enumerate(state["crops"])
+    ]
+
+
+def _framed(crop: np.ndarray, color: tuple[int, int, int] = (34, 197, 94)) -> np.ndarray:
+    """`crop` inside a coloured frame (a chosen face in the gallery: the frame shows at any size)."""
+    width = max(3, min(crop.shape[:2]) // 16)
+    framed = np.empty((crop.shape[0] + 2 * width, crop.shape[1] + 2 * width, 3), np.uint8)
+    framed[:] = color
+    framed[width:-width, width:-width] = crop[..., :3]
+    return framed
 
 
 def _face_crop(image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.25) -> np.ndarray:
@@ -536,11 +612,11 @@ def _look(data: dict[str, Any]) -> tuple[Any, list]:
 def _live_tab(pipeline: HifiFacePipeline) -> None:
     """The browser's webcam streamed to the server, swapped frame by frame, with a speed readout.
 
-    The source identity is computed once when the source photo (or an option) is set; frames keep
-    the tab's face choice and strengths, and pass through unchanged when no face is in view (a
-    message in the readout, never an error dialog per frame). Frames arriving while one is being
-    swapped are dropped, not queued: Gradio keeps only the newest frame a stream sent (each one
-    replaces the last), so the delay stays one frame's work.
+    The source identity is computed once when the source photo is set; frames keep the tab's face
+    choice, strengths and paste-back masks (set again when an option changes), and pass through
+    unchanged when no face is in view (a message in the readout, never an error dialog per frame).
+    Frames arriving while one is being swapped are dropped, not queued: Gradio keeps only the
+    newest frame a stream sent (each one replaces the last), so the delay stays one frame's work.
     """
     gr.Markdown(
         "Allow the camera, set a source face, then start the stream. Use it only with the consent of "
@@ -554,9 +630,11 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
         view = gr.Image(label="Swapped live (AI-generated)", interactive=False, elem_id="live-result")
     readout = gr.Textbox(label="Live", interactive=False, value="Set a source face.", elem_id="live-fps")
     face, reference, identity, shape = _options("live")[:4]
+    with gr.Accordion("Advanced: masks", open=False):
+        masks, padding, regions = _mask_inputs("live")
     session = gr.State(None)
 
-    def set_source(image, face, reference, identity, shape, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+    def set_source(image, *options, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         if image is None:
             return None, "Set a source face."
         progress(0, desc="Encoding the source face")
@@ -564,18 +642,25 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
             code = pipeline.encode_source(image)  # once per source photo, reused by every option change
         except SwapError as error:
             return None, f"Cannot use the source: {error}"
-        return configure({"source": code}, face, reference, identity, shape)
+        return configure({"source": code}, *options, progress=progress)
 
-    def configure(state, face, reference, identity, shape):
+    def configure(state, face, reference, identity, shape, masks, regions, padding, progress=gr.Progress()):  # noqa: B008
         if not state:
             return None, "Set a source face."
+        progress(0.5, desc="Setting the face choice and masks")  # a reference photo is embedded here
         try:
+            quality = _quality(pipeline, masks, regions, padding, None)
             swapper = LiveSwapper(
-                pipeline, state["source"], face or "largest", reference, float(identity), float(shape)
-            )
+                pipeline, state["source"], face or "largest", reference, float(identity), float(shape),
+                masks=quality.get("masks"),
+            )  # fmt: skip
         except SwapError as error:
             return state | {"swapper": None}, f"Cannot use these options: {error}"
-        return state | {"swapper": swapper, "meter": FpsMeter()}, "Source set: start the camera stream."
+        masks = ", ".join(swapper.masks.types)  # the readout says which options the frames get
+        return state | {
+            "swapper": swapper,
+            "meter": FpsMeter(),
+        }, f"Source set (masks {masks}): start the camera stream."
 
     def swap_frame(frame, state):
         if frame is None:
@@ -594,12 +679,27 @@ def _live_tab(pipeline: HifiFacePipeline) -> None:
             f"{fps:.1f} fps · {swapper.swapped} frames swapped · {swapper.passed_through} passed through{status}"
         )
 
-    options = [face, reference, identity, shape]
+    options = [face, reference, identity, shape, masks, regions, padding]
+    # The source and the options are set one at a time, in order (one concurrency group): the
+    # session kept is the one of the last change, never an earlier one that finished late.
     source.change(
-        set_source, [source, *options], [session, readout], api_visibility="private", show_progress="full"
+        set_source,
+        [source, *options],
+        [session, readout],
+        api_visibility="private",
+        show_progress="full",
+        concurrency_limit=1,
+        concurrency_id="live-options",
     )
     for component in options:
-        component.change(configure, [session, *options], [session, readout], api_visibility="private")
+        component.change(
+            configure,
+            [session, *options],
+            [session, readout],
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="live-options",
+        )
     camera.stream(
         swap_frame,
         [camera, session],
@@ -771,7 +871,14 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
 
 
 def _options(prefix: str) -> tuple[gr.Dropdown, gr.Image, gr.Slider, gr.Slider]:
-    face = gr.Dropdown(FACE_CHOICES, value="largest", label="Which target face(s)", elem_id=f"{prefix}-face")
+    face = gr.Dropdown(
+        FACE_CHOICES,
+        value="largest",
+        label="Which target face(s)",
+        info="or type face indices from the left, from 0: 0,2 swaps the first and the third",
+        allow_custom_value=True,  # several faces ("0,2"), from clicks on the face gallery or the API
+        elem_id=f"{prefix}-face",
+    )
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             identity = gr.Slider(
@@ -800,20 +907,8 @@ def _frame_count(video: str | None, max_frames: int | None) -> int:
 def _quality_options(prefix: str) -> list[gr.components.Component]:
     """Masks, several source photos, face mapping and restoration: a second Advanced accordion."""
     with gr.Accordion("Advanced: masks, several sources, face mapping, restoration", open=False):
-        with gr.Row():
-            masks = gr.CheckboxGroup(
-                list(MASK_TYPES), value=list(DEFAULT_MASKS), label="Paste-back masks (multiplied)",
-                elem_id=f"{prefix}-masks",
-            )  # fmt: skip
-            padding = gr.Slider(
-                0, 0.3, value=0.05, step=0.01, label="Box mask feather (fraction of the crop)"
-            )
-            blend = gr.Slider(0, 1, value=0.8, step=0.05, label="Face restoration blend (with --enhancer)")
-        regions = gr.CheckboxGroup(
-            list(REGION_GROUPS),
-            value=list(DEFAULT_REGIONS),
-            label="Regions swapped (region mask, face parser)",
-        )
+        masks, padding, regions = _mask_inputs(prefix)
+        blend = gr.Slider(0, 1, value=0.8, step=0.05, label="Face restoration blend (with --enhancer)")
         more = gr.File(
             label="More photos of the source person (identities averaged)", file_count="multiple",
             file_types=["image"], elem_id=f"{prefix}-more-sources",
@@ -828,6 +923,26 @@ def _quality_options(prefix: str) -> list[gr.components.Component]:
             label="Face mapping: target faces like the reference receive the source (replaces Source face)",
         )  # fmt: skip
     return [masks, regions, padding, blend, more, mapping, files]
+
+
+def _mask_inputs(prefix: str) -> tuple[gr.CheckboxGroup, gr.Slider, gr.CheckboxGroup]:
+    """The paste-back mask inputs (issue 10's masks), shared by the Image, Video and Live tabs."""
+    with gr.Row():
+        masks = gr.CheckboxGroup(
+            list(MASK_TYPES), value=list(DEFAULT_MASKS), label="Paste-back masks (multiplied)",
+            elem_id=f"{prefix}-masks",
+        )  # fmt: skip
+        padding = gr.Slider(
+            0, 0.3, value=0.05, step=0.01, label="Box mask feather (fraction of the crop)",
+            elem_id=f"{prefix}-mask-padding",
+        )  # fmt: skip
+    regions = gr.CheckboxGroup(
+        list(REGION_GROUPS),
+        value=list(DEFAULT_REGIONS),
+        label="Regions swapped (region mask, face parser)",
+        elem_id=f"{prefix}-regions",
+    )
+    return masks, padding, regions
 
 
 def _quality(pipeline: HifiFacePipeline, masks, regions, mask_padding, enhancer_blend) -> dict[str, Any]:

@@ -362,7 +362,7 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
     swap.add_argument(
         "--face",
         default="largest",
-        help="which target faces: largest (default), all, N (index from the left, from 0) or reference",
+        help=FACE_HELP,
     )
     swap.add_argument(
         "--reference", metavar="IMAGE", help="with --face reference: a photo of the person to replace"
@@ -408,6 +408,11 @@ def _add_swap(commands: argparse._SubParsersAction) -> None:
     swap.set_defaults(func=_swap)
 
 
+FACE_HELP = (
+    "which target faces: largest (default), all, N (index from the left, from 0), several indices "
+    "(0,2) or reference"
+)
+
 # Written out so that building the parser (and `hififace --help`) imports no OpenCV or torch;
 # tests/test_masks.py checks them against hififace.faces.masks.
 MASK_NAMES = "model,box,region,occlusion"
@@ -422,25 +427,7 @@ def _add_swap_quality(swap: argparse.ArgumentParser) -> None:
         metavar="SOURCE=REFERENCE",
         help="repeatable, instead of --source: faces that look like REFERENCE (a photo) receive SOURCE",
     )
-    swap.add_argument(
-        "--mask",
-        metavar="LIST",
-        help=f"paste-back masks multiplied together, from {MASK_NAMES} (default model,box)",
-    )
-    swap.add_argument(
-        "--regions",
-        metavar="LIST",
-        help=f"with --mask region: face parts swapped, from {REGION_NAMES} "
-        "(default skin,brows,eyes,glasses,nose,mouth)",
-    )
-    swap.add_argument(
-        "--mask-padding",
-        metavar="P[,P,P,P]",
-        help="the box mask's feather per side (top,right,bottom,left) as a fraction of the crop (default 0.05)",
-    )
-    swap.add_argument(
-        "--parser", metavar="DIR", help="face parser folder (`hififace convert bisenet`) for region/occlusion"
-    )
+    _add_mask_arguments(swap)
     swap.add_argument(
         "--enhancer",
         metavar="FILE",
@@ -448,6 +435,29 @@ def _add_swap_quality(swap: argparse.ArgumentParser) -> None:
     )
     swap.add_argument(
         "--enhancer-blend", type=float, default=0.8, help="0..1, how much of the restored face (default 0.8)"
+    )
+
+
+def _add_mask_arguments(command: argparse.ArgumentParser) -> None:
+    """--mask, --regions, --mask-padding and --parser: the paste-back masks of `swap` and `live`."""
+    command.add_argument(
+        "--mask",
+        metavar="LIST",
+        help=f"paste-back masks multiplied together, from {MASK_NAMES} (default model,box)",
+    )
+    command.add_argument(
+        "--regions",
+        metavar="LIST",
+        help=f"with --mask region: face parts swapped, from {REGION_NAMES} "
+        "(default skin,brows,eyes,glasses,nose,mouth)",
+    )
+    command.add_argument(
+        "--mask-padding",
+        metavar="P[,P,P,P]",
+        help="the box mask's feather per side (top,right,bottom,left) as a fraction of the crop (default 0.05)",
+    )
+    command.add_argument(
+        "--parser", metavar="DIR", help="face parser folder (`hififace convert bisenet`) for region/occlusion"
     )
 
 
@@ -630,10 +640,13 @@ def _live(args: argparse.Namespace) -> None:
         raise ValueError(f"no model: pass --model DIR_OR_REPO or set HIFIFACE_MODEL; {_WEIGHTS_HELP}")
     if args.face == "reference" and not args.reference:
         raise ValueError("--face reference needs --reference IMAGE (a photo of the person to replace)")
+    masks = _mask_options(args)  # a bad --mask, --regions or --mask-padding fails before the camera opens
     virtual = VirtualCamera() if args.virtual_camera else False  # a missing package fails first
     camera = open_camera(args.camera, realtime=not args.every_frame)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipeline = HifiFacePipeline.from_pretrained(model, detector=args.detector, dtype=args.dtype).to(device)
+    pipeline = HifiFacePipeline.from_pretrained(
+        model, detector=args.detector, dtype=args.dtype, masks=masks, parser=args.parser
+    ).to(device)
     dtype = str(pipeline.dtype).removeprefix("torch.")
     if virtual:
         virtual.fps = camera.fps
@@ -696,12 +709,13 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
     )
     live.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     live.add_argument("--model", help="model folder or Hub repository (default: $HIFIFACE_MODEL)")
-    live.add_argument("--face", default="largest", help="which faces: largest (default), all, N or reference")
+    live.add_argument("--face", default="largest", help=FACE_HELP)
     live.add_argument("--reference", metavar="IMAGE", help="with --face reference: a photo of the person")
     live.add_argument("--identity-strength", type=float, default=1.0, help="0..1 (default 1)")
     live.add_argument("--shape-strength", type=float, default=1.0, help="0..1 (default 1)")
     live.add_argument("--mask-erode", type=int, help="mask erosion radius in crop pixels at 256 (default 5)")
     live.add_argument("--mask-blur", type=int, help="mask feather radius in crop pixels at 256 (default 10)")
+    _add_mask_arguments(live)
     live.add_argument(
         "--detector",
         default="auto",

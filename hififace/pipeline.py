@@ -479,7 +479,7 @@ class HifiFacePipeline:
                 (`encode_sources`). None when `mapping` gives the sources.
             target (path, PIL image or numpy array): the picture to change (RGB, RGBA or grayscale).
             face (str, int or FaceChoice, default "largest"): which target faces: "largest", "all",
-                an index counted left to right from 0 (int or digit string), "reference", or a
+                an index counted left to right from 0 (int or digit string; several: "0,2"), "reference", or a
                 `FaceChoice` made once (`face_choice`).
             reference (path, PIL image, numpy array or (512,) embedding): with face="reference",
                 a photo of the person to replace; every target face at least `reference_threshold`
@@ -661,9 +661,11 @@ class HifiFacePipeline:
             raise NoFaceError("target", name)
         if choice.out_of_range(len(faces)):
             count = f"{len(faces)} face" + ("s" if len(faces) != 1 else "")
+            bad = choice.out_of_range_indices(len(faces))
             raise FaceChoiceError(
-                f"the target image has {count}; face index {choice.index} is out of range "
-                f"(0 to {len(faces) - 1}, counted from the left)"
+                f"the target image has {count}; face "
+                + (f"index {bad[0]} is" if len(bad) == 1 else f"indices {', '.join(map(str, bad))} are")
+                + f" out of range (0 to {len(faces) - 1}, counted from the left)"
             )
         chosen = select_faces(faces, choice, embed=lambda some: self.embed_faces(image, some))
         if not chosen:

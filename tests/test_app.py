@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -10,6 +11,7 @@ import re
 import socket
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,13 @@ def test_swap_image_api(app_url, photos):
             face="7",
             api_name="/swap_image",
         )
+    with pytest.raises(AppError, match="has 1 face; face indices 2, 7 are out of range"):  # several faces
+        client.predict(
+            handle_file(photos["astronaut"]),
+            handle_file(photos["astronaut"]),
+            face="0,2,7",
+            api_name="/swap_image",
+        )
 
 
 def table(rows: list[list[str]]) -> dict:
@@ -130,12 +139,11 @@ def test_swap_image_api_masks_sources_and_mapping(app_url, photos, tmp_path):
         )  # fmt: skip
 
 
-def test_swap_video_api(app_url, tmp_path):
+def three_frame_clip(clip: Path) -> Path:
+    """Three frames of the astronaut (256 x 256) at 10 fps."""
     import av
     import numpy as np
-    from gradio_client import Client, handle_file
 
-    clip = tmp_path / "clip.mp4"
     frame = np.ascontiguousarray(data.astronaut()[::2, ::2])
     with av.open(str(clip), "w") as out:
         stream = out.add_stream("libx264", rate=10)
@@ -145,6 +153,14 @@ def test_swap_video_api(app_url, tmp_path):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return clip
+
+
+def test_swap_video_api(app_url, tmp_path):
+    import av
+    from gradio_client import Client, handle_file
+
+    clip = three_frame_clip(tmp_path / "clip.mp4")
     source = tmp_path / "source.png"
     PILImage.fromarray(data.astronaut()).save(source)
 
@@ -252,10 +268,17 @@ def fake_camera_clip(path: Path, frames: int = 10) -> Path:
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_browser_live_tab_swaps_the_fake_camera(app_url, photos, tmp_path):
+def test_browser_live_tab_swaps_the_fake_camera(app_url, photos, tmp_path, monkeypatch):
     from playwright.sync_api import expect, sync_playwright
 
     clip = fake_camera_clip(tmp_path / "camera.y4m")
+    used = []  # the masks each live frame was pasted with (the app runs in this process)
+    composite = HifiFacePipeline.composite
+    monkeypatch.setattr(
+        HifiFacePipeline,
+        "composite",
+        lambda self, *a, **k: used.append(k.get("masks")) or composite(self, *a, **k),
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -277,6 +300,15 @@ def test_browser_live_tab_swaps_the_fake_camera(app_url, photos, tmp_path):
             expect(readout).to_have_value(re.compile("Cannot use the source: no face found"), timeout=30_000)
             page.locator("#live-source input[type=file]").set_input_files(str(photos["astronaut"]))
             expect(readout).to_have_value(re.compile("Source set"), timeout=60_000)
+            page.get_by_text("Advanced: masks", exact=True).click()  # issue 10's masks, as on the Image tab
+            masks = page.locator("#live-masks")
+            masks.get_by_label("region").check()  # this app has no face parser: one clear message
+            expect(readout).to_have_value(
+                re.compile("Cannot use these options: .*face parser"), timeout=30_000
+            )
+            masks.get_by_label("region").uncheck()
+            masks.get_by_label("box").uncheck()
+            expect(readout).to_have_value(re.compile(r"Source set \(masks model\)"), timeout=30_000)
             page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
             page.locator("#live-camera button", has_text="Record").click()
             expect(readout).to_have_value(re.compile(r"fps · [1-9]\d* frames swapped"), timeout=90_000)
@@ -284,11 +316,14 @@ def test_browser_live_tab_swaps_the_fake_camera(app_url, photos, tmp_path):
             page.screenshot(path=str(ARTIFACTS / "app-live.png"), full_page=True)
         finally:
             browser.close()
+    assert used and {m.types for m in used} == {("model",)}  # every live frame took the tab's masks
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, photos):
-    import numpy as np
+@contextlib.contextmanager
+def group_photo_page(app_url: str, photos: dict[str, Path]) -> Iterator[tuple]:
+    """The app in Chromium with the astronaut as source and t1.jpg as target, its faces in the gallery.
+
+    Yields (page, the gallery's thumbnails, the target's pixels, the faces the app finds in it)."""
     from playwright.sync_api import expect, sync_playwright
 
     from hififace.faces import load_detector
@@ -296,7 +331,6 @@ def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, ph
 
     target = load_image(photos["group"])
     faces = load_detector("dlib").detect(target)  # what the app finds: t1.jpg is under 1600 px
-    chosen = 2
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -309,27 +343,69 @@ def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, ph
             page.locator("#image-target input[type=file]").set_input_files(str(photos["group"]))
             thumbnails = page.locator("#image-faces .thumbnail-item")
             expect(thumbnails).to_have_count(len(faces), timeout=60_000)
-            thumbnails.nth(chosen).click()
-            expect(page.locator("#image-face input")).to_have_value(f"face {chosen + 1} from the left")
-            page.locator("#swap-image").click()
-            expect(page.locator("#image-result img")).to_be_visible(timeout=90_000)
-            expect(page.locator("#image-slider img")).to_have_count(2, timeout=30_000)
-            expect(page.locator("#image-closeups .thumbnail-item")).to_have_count(1, timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "app-image-looking.png"), full_page=True)
-            src = page.locator("#image-result img").get_attribute("src")
+            yield page, thumbnails, target, faces
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_click_a_face_swaps_only_it_with_slider_and_closeups(app_url, photos):
+    from playwright.sync_api import expect
+
+    chosen = 2
+    with group_photo_page(app_url, photos) as (page, thumbnails, target, faces):
+        thumbnails.nth(chosen).click()
+        expect(page.locator("#image-face input")).to_have_value(f"face {chosen + 1} from the left")
+        page.locator("#swap-image").click()
+        expect(page.locator("#image-result img")).to_be_visible(timeout=90_000)
+        expect(page.locator("#image-slider img")).to_have_count(2, timeout=30_000)
+        expect(page.locator("#image-closeups .thumbnail-item")).to_have_count(1, timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app-image-looking.png"), full_page=True)
+        src = page.locator("#image-result img").get_attribute("src")
+    assert_only_these_faces_changed(app_url, src, target, faces, [chosen])
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_browser_click_several_faces_swaps_only_them(app_url, photos):
+    from playwright.sync_api import expect
+
+    with group_photo_page(app_url, photos) as (page, thumbnails, target, faces):
+        assert len(faces) >= 4
+        face_input = page.locator("#image-face input")
+        for index, shown in ((3, "face 4 from the left"), (0, "faces 1, 4 from the left"),
+                             (2, "faces 1, 3, 4 from the left"), (2, "faces 1, 4 from the left")):  # fmt: skip
+            thumbnails.nth(index).click()  # the last click takes face 3 out again
+            expect(face_input).to_have_value(shown, timeout=10_000)
+        gallery = page.locator("#image-faces")
+        expect(gallery).to_contain_text("✓ face 1: swapped", timeout=10_000)
+        expect(gallery).to_contain_text("✓ face 4: swapped")
+        expect(gallery.get_by_text("✓ face", exact=False)).to_have_count(2)
+        page.locator("#swap-image").click()
+        expect(page.locator("#image-closeups .thumbnail-item")).to_have_count(2, timeout=90_000)
+        page.screenshot(path=str(ARTIFACTS / "app-image-several-faces.png"), full_page=True)
+        src = page.locator("#image-result img").get_attribute("src")
+    assert_only_these_faces_changed(app_url, src, target, faces, [0, 3])
+
+
+def assert_only_these_faces_changed(app_url, src, target, faces, chosen: list[int]) -> None:
+    """The result at `src` differs from `target` only near the `chosen` faces; the others are untouched."""
+    import numpy as np
+
     with urllib.request.urlopen(urllib.parse.urljoin(app_url, src), timeout=30) as response:
         swapped = np.asarray(PILImage.open(io.BytesIO(response.read())).convert("RGB"))
     changed = np.argwhere(np.any(swapped != target, axis=2))
-    assert len(changed) > 0
-    x1, y1, x2, y2 = faces[chosen].box
-    margin = x2 - x1  # the aligned crop (forehead to chin) reaches beyond the detector's box
-    assert changed[:, 1].min() >= x1 - margin and changed[:, 1].max() <= x2 + margin
-    assert changed[:, 0].min() >= y1 - margin and changed[:, 0].max() <= y2 + margin
+    near = np.zeros(len(changed), bool)
+    for i in chosen:
+        x1, y1, x2, y2 = faces[i].box
+        margin = x2 - x1  # the aligned crop (forehead to chin) reaches beyond the detector's box
+        inside = (changed[:, 1] >= x1 - margin) & (changed[:, 1] <= x2 + margin)
+        inside &= (changed[:, 0] >= y1 - margin) & (changed[:, 0] <= y2 + margin)
+        assert inside.any(), f"face {i} did not change"
+        near |= inside
+    assert near.all()  # nothing changed away from the chosen faces
     for i, face in enumerate(faces):  # every other face is left exactly as it was
         x1, y1, x2, y2 = (round(v) for v in face.box)
-        assert i == chosen or np.array_equal(swapped[y1:y2, x1:x2], target[y1:y2, x1:x2])
+        assert i in chosen or np.array_equal(swapped[y1:y2, x1:x2], target[y1:y2, x1:x2])
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed at /usr/bin/chromium")
@@ -527,3 +603,46 @@ def test_the_app_deletes_its_files_when_it_stops(app_module, tmp_path_factory, t
     while _files(tmp_path / "cache", demo.hififace_output_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _files(tmp_path / "cache", demo.hififace_output_dir) == []
+
+
+def test_face_clicks_toggle_faces_in_and_out_of_the_choice(app_module):
+    import numpy as np
+
+    from hififace.faces import Face
+
+    toggle = app_module._toggle_face
+    assert toggle("largest", 2, 6) == "2" and toggle("2", 0, 6) == "0,2" and toggle("0,2", 2, 6) == "0"
+    assert toggle("0", 0, 6) == "largest"  # no face left: back to the default
+    assert toggle("all", 1, 3) == "0,2" and toggle("reference", 1, 3) == "1" and toggle("junk", 1, 3) == "1"
+    faces = app_module._faces_per_frame  # ZeroGPU's duration counts the faces chosen
+    assert (faces("0,2,5"), faces("3"), faces("largest"), faces("all"), faces("bad")) == (3, 1, 1, 4, 1)
+    choices = dict((value, label) for label, value in app_module._face_choices("0,2"))
+    assert (
+        choices["0,2"] == "faces 1, 3 from the left"
+        and app_module._face_choices("3") == app_module.FACE_CHOICES
+    )
+
+    def face(x: float, size: float) -> Face:
+        return Face(box=(x, 0, x + size, size), score=1.0, landmarks=np.zeros((5, 2), np.float32))
+
+    crop = np.full((32, 32, 3), 200, np.uint8)
+    state = {"faces": [face(0, 10), face(50, 30), face(100, 20)], "crops": [crop] * 3}
+    captions = lambda choice: [c for _, c in app_module._captioned_faces(state, choice)]  # noqa: E731
+    assert captions("largest") == ["face 1", "✓ face 2: swapped", "face 3"]
+    assert captions("0,2") == ["✓ face 1: swapped", "face 2", "✓ face 3: swapped"]
+    assert captions("reference") == ["face 1", "face 2", "face 3"]  # unknown until the swap embeds them
+    framed = app_module._captioned_faces(state, "0")[0][0]
+    assert framed.shape == (38, 38, 3) and (framed[0, 0] != 200).any() and (framed[3:-3, 3:-3] == 200).all()
+
+
+def test_the_video_swap_shows_its_progress_in_frames(app_module, photos, tmp_path_factory, tmp_path):
+    pipeline = HifiFacePipeline.from_pretrained(tiny_model_dir(tmp_path_factory), detector="dlib")
+    _, swap_video = app_module._handlers(pipeline, tmp_path, None)
+    calls = []
+    swap_video(
+        str(photos["astronaut"]),
+        str(three_frame_clip(tmp_path / "clip.mp4")),
+        progress=lambda value, desc=None, unit=None: calls.append((value, desc, unit)),
+    )
+    assert calls[0] == ((0, None), "Swapping faces", "frames")  # at once, before the first frame
+    assert calls[-1] == ((3, 3), "Swapping faces", "frames")

@@ -568,3 +568,24 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_face_choice_of_several_indices():
+    faces = [_face(x) for x in (300, 0, 200, 100)]  # left to right: 1, 3, 2, 0
+    left_to_right = [faces[1], faces[3], faces[2], faces[0]]
+    choice = FaceChoice.parse(" 2, 0 ,2")
+    assert (choice.mode, choice.indices, choice.index) == ("index", (0, 2), 0)  # sorted, no repeats
+    assert str(choice) == "0,2" and FaceChoice.parse(str(choice)).indices == (0, 2)
+    assert repr(choice) == "FaceChoice('index', indices=(0, 2))"
+    assert select_faces(faces, choice) == [left_to_right[0], left_to_right[2]]
+    assert FaceChoice.parse([3, np.int64(1)]).indices == (1, 3)
+    assert FaceChoice.parse("1").indices == (1,) and str(FaceChoice.parse(1)) == "1"
+    assert str(FaceChoice.parse("all")) == "all" and FaceChoice.parse("all").indices == ()
+    # Beyond the faces present: a still image refuses it (out_of_range), a video frame swaps the rest.
+    beyond = FaceChoice.parse("1,5,7")
+    assert beyond.out_of_range(4) and beyond.out_of_range_indices(4) == [5, 7]
+    assert not FaceChoice.parse("0,3").out_of_range(4)
+    assert select_faces(faces, beyond) == [left_to_right[1]]
+    for bad in ("0,,2", "0,two", ",", [], [1, True]):
+        with pytest.raises(FaceChoiceError, match="several as '0,2'"):
+            FaceChoice.parse(bad)

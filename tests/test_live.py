@@ -14,8 +14,10 @@ from PIL import Image as PILImage
 from skimage import data
 
 from hififace.cli import main as cli_main
-from hififace.errors import NoFaceError
+from hififace.errors import NoFaceError, SwapError
+from hififace.faces.masks import PARSER_HELP, MaskOptions
 from hififace.pipeline import HifiFacePipeline
+from hififace.priors.parsing import FaceParser
 from hififace.video.live import (
     Camera,
     CameraError,
@@ -226,3 +228,52 @@ def test_cli_live_records_a_clip(model_dir, photos, tmp_path, capsys):
     assert cli_main([*bad_source, "--camera", str(clip), "--output", str(tmp_path / "none.mp4")]) == 1
     assert "no face found in the source image" in capsys.readouterr().err
     assert not list(tmp_path.glob("*none.mp4*"))  # nothing recorded, no temporary file left
+
+
+@pytest.fixture(scope="module")
+def parser_dir(tmp_path_factory) -> Path:
+    """A random-weight BiSeNet saved like `hififace convert bisenet` saves the real one."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("live-parser")
+    torch.manual_seed(0)
+    FaceParser().save_pretrained(folder)
+    return folder
+
+
+REGION_OPTIONS = {"masks": "model,box,region", "regions": "skin,nose,mouth", "mask_padding": 0.1}
+
+
+def test_live_swapper_takes_the_mask_options_of_the_image_swap(model_dir, parser_dir, pipeline, source):
+    parsing = HifiFacePipeline.from_pretrained(model_dir, detector="dlib", parser=parser_dir)
+    frame = np.array(PILImage.fromarray(data.astronaut()).resize((256, 256)))
+    plain, _ = LiveSwapper(parsing, source)(frame, 0.0)
+    masked, swaps = LiveSwapper(parsing, source, **REGION_OPTIONS)(frame, 0.0)
+    assert set(swaps[0].masks) == {"model", "box", "region"}
+    assert np.abs(masked.astype(int) - plain).max() > 0  # the region mask changed what was pasted
+    # the first frame (the smoother starts there) is the image swap of that frame with the same options
+    np.testing.assert_array_equal(masked, parsing.swap(source, frame, **REGION_OPTIONS).image)
+    with pytest.raises(SwapError, match="face parser"):  # checked when the options are set, not per frame
+        LiveSwapper(pipeline, source, masks="region")
+
+
+def test_cli_live_takes_the_swap_commands_mask_options(
+    model_dir, parser_dir, photos, tmp_path, capsys, monkeypatch
+):
+    clip = write_clip(tmp_path / "clip.mp4", 2)
+    used = []
+    composite = HifiFacePipeline.composite
+    monkeypatch.setattr(
+        HifiFacePipeline,
+        "composite",
+        lambda self, *a, **k: used.append(k["masks"]) or composite(self, *a, **k),
+    )
+    args = ["live", "--model", str(model_dir), "--source", str(photos["astronaut"]), "--detector", "dlib"]
+    args += ["--camera", str(clip), "--every-frame", "--mask", "model,box,region", "--regions", "skin,nose"]
+    assert cli_main(args) == 1
+    assert capsys.readouterr().err.strip() == f"hififace: error: {PARSER_HELP}"
+    assert cli_main([*args, "--mask-padding", "0.1,0.2", "--parser", str(parser_dir)]) == 1
+    assert "mask padding must be 1 or 4 fractions" in capsys.readouterr().err  # before the camera opens
+    code = cli_main([*args, "--mask-padding", "0.1", "--parser", str(parser_dir)])
+    assert code == 0, capsys.readouterr().err
+    assert used == [MaskOptions(("model", "box", "region"), ("skin", "nose"), (0.1,) * 4)] * 2

@@ -4,14 +4,16 @@ A `FaceChoice` is parsed once from what the user gives and then applied to every
 
 - "largest": the face with the largest box (ties: higher score);
 - "all": every face;
-- "index": one face by position, counted from 0, left to right;
+- "index": one or several faces by position, counted from 0, left to right ("2", or "0,2" for the
+  first and the third: `FaceChoice.indices`);
 - "reference": every face whose ArcFace cosine similarity to a reference embedding (a unit
   vector, `FaceChoice.reference`) is at least `threshold`: the same person as in a reference photo.
   `select_faces` then needs `embed`, which turns faces into embeddings (the pipeline's
   `embed_faces`).
 
 `select_faces` returns the chosen faces left to right, possibly none: an image without faces, an
-index beyond the faces present, or nobody like the reference. Whether that is an error is the
+index beyond the faces present, or nobody like the reference. Of several indices, those within the
+faces present are returned (`FaceChoice.out_of_range` says whether any is beyond them). Whether that is an error is the
 caller's policy: `HifiFacePipeline.choose_faces` raises for still images, `hififace.video` passes
 such a frame through unchanged and counts it.
 
@@ -58,6 +60,8 @@ class FaceChoice:
         reference (float (512,) array or None, default None): with mode "reference", the unit
             ArcFace embedding of the person to replace.
         threshold (float, default 0.3): with mode "reference", the minimum cosine similarity kept.
+        indices (sequence of int, default ()): with mode "index", several positions at once; kept
+            sorted without repeats. Empty means `(index,)`; `index` becomes the first of them.
 
     Raises:
         FaceChoiceError: unknown mode, or mode "reference" without a finite, non-zero embedding.
@@ -67,6 +71,7 @@ class FaceChoice:
     index: int = 0
     reference: np.ndarray | None = None
     threshold: float = 0.3
+    indices: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -76,7 +81,9 @@ class FaceChoice:
                 raise FaceChoiceError('face="reference" needs a reference image of the person to replace')
             # Frozen dataclass: object.__setattr__ is how it normalises a field.
             object.__setattr__(self, "reference", _unit(np.asarray(self.reference, dtype=np.float64).ravel()))
-        object.__setattr__(self, "index", int(self.index))
+        indices = tuple(sorted({int(i) for i in self.indices})) or (int(self.index),)
+        object.__setattr__(self, "indices", indices if self.mode == "index" else ())
+        object.__setattr__(self, "index", indices[0])
 
     @classmethod
     def parse(
@@ -85,8 +92,9 @@ class FaceChoice:
         """A `FaceChoice` from what a user gives.
 
         Args:
-            face (str, int or FaceChoice, default "largest"): "largest", "all", "reference", a face
-                index counted from the left (int or digit string), or a FaceChoice (returned as is).
+            face (str, int, sequence of int or FaceChoice, default "largest"): "largest", "all",
+                "reference", a face index counted from the left (int or digit string), several of
+                them ("0,2", or a list of ints), or a FaceChoice (returned as is).
             reference (array, optional): the reference embedding, for face="reference".
             threshold (float, default 0.3): minimum cosine similarity, for face="reference".
 
@@ -95,25 +103,39 @@ class FaceChoice:
         """
         if isinstance(face, FaceChoice):
             return face
-        if isinstance(face, (int, np.integer)) and not isinstance(face, bool):
+        if _is_index(face):
             return cls("index", index=int(face))
+        if isinstance(face, (list, tuple)) and face and all(_is_index(i) for i in face):
+            return cls("index", indices=tuple(face))
         if isinstance(face, str):
             text = face.strip().lower()
             if text in ("largest", "all"):
                 return cls(text)
             if text == "reference":
                 return cls("reference", reference=reference, threshold=threshold)
-            if text.lstrip("-").isdigit():
-                return cls("index", index=int(text))
+            parts = [part.strip() for part in text.split(",")]
+            if all(part.lstrip("-").isdigit() for part in parts):
+                return cls("index", indices=tuple(int(part) for part in parts))
         raise FaceChoiceError(
-            f"face must be 'largest', 'all', 'reference' or a face index (0 = leftmost), got {face!r}"
+            "face must be 'largest', 'all', 'reference' or a face index (0 = leftmost; several as "
+            f"'0,2'), got {face!r}"
         )
 
     def out_of_range(self, count: int) -> bool:
-        """Whether this is an index choice beyond `count` faces."""
-        return self.mode == "index" and not 0 <= self.index < count
+        """Whether this is an index choice with an index beyond `count` faces."""
+        return bool(self.out_of_range_indices(count))
+
+    def out_of_range_indices(self, count: int) -> list[int]:
+        """The indices of this choice beyond `count` faces (none for the other modes)."""
+        return [i for i in self.indices if not 0 <= i < count]
+
+    def __str__(self) -> str:
+        """The text `parse` reads back: "largest", "all", "reference", "2" or "0,2"."""
+        return ",".join(map(str, self.indices)) if self.mode == "index" else self.mode
 
     def __repr__(self) -> str:
+        if self.mode == "index" and len(self.indices) > 1:
+            return f"FaceChoice('index', indices={self.indices})"
         if self.mode == "index":
             return f"FaceChoice('index', index={self.index})"
         if self.mode == "reference":
@@ -142,7 +164,7 @@ def select_faces(
     if choice.mode == "largest":
         return [max(ordered, key=lambda face: (face.area, face.score))] if ordered else []
     if choice.mode == "index":
-        return [] if choice.out_of_range(len(ordered)) else [ordered[choice.index]]
+        return [ordered[i] for i in choice.indices if 0 <= i < len(ordered)]
     if embed is None:
         raise FaceChoiceError('a "reference" face choice needs an embed function')
     if not ordered:
@@ -157,6 +179,10 @@ def select_faces(
         for face, embedding in zip(ordered, embeddings, strict=True)
         if float(_unit(embedding) @ choice.reference) >= choice.threshold
     ]
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def cosine_similarity(a: Embedding, b: Embedding) -> float:

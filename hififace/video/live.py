@@ -26,7 +26,7 @@ import copy
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +37,7 @@ import numpy as np
 from hififace.atomic import atomic_path
 from hififace.errors import SwapError
 from hififace.faces import FaceChoice, select_faces
+from hififace.faces.masks import MaskOptions
 from hififace.formats import MP4_LIKE_SUFFIXES, VIDEO_OUTPUT_SUFFIXES
 from hififace.pipeline import FaceSwap, HifiFacePipeline
 from hififace.types import Image
@@ -299,10 +300,12 @@ class LiveSwapper:
             `HifiFacePipeline.swap`; a frame where the choice finds no face passes through.
         smoothing (LandmarkSmoother or bool, default True): as in `swap_video`.
         detect_max_side (int, default 640): frames are detected on a copy at most this large.
+        masks, regions, mask_padding (optional): the paste-back masks, as in `HifiFacePipeline.swap`
+            (e.g. "model,box,region", "skin,nose,mouth", 0.05); the pipeline's when not given.
 
     Raises:
         InvalidImageError, ImageTooLargeError, NoFaceError (source or reference), FaceChoiceError,
-        SwapError (strengths).
+        SwapError (strengths; bad mask options, or "region"/"occlusion" without a face parser).
 
     Attributes:
         swapped, passed_through (int): frames so far with / without a swapped face.
@@ -320,8 +323,12 @@ class LiveSwapper:
         mask_blur: int | None = None,
         smoothing: LandmarkSmoother | bool = True,
         detect_max_side: int = LIVE_DETECT_MAX_SIDE,
+        masks: MaskOptions | str | Sequence[str] | None = None,
+        regions: str | Sequence[str] | None = None,
+        mask_padding: float | Sequence[float] | None = None,
     ):
         pipeline.check_inputs(identity_strength, shape_strength)
+        self.masks = pipeline.mask_options(masks, regions, mask_padding)  # checked before any frame
         # A shallow copy shares the model and the detector; only the detection size differs.
         self.pipeline = copy.copy(pipeline)
         self.pipeline.detect_max_side = min(pipeline.detect_max_side, detect_max_side)
@@ -348,7 +355,7 @@ class LiveSwapper:
             return image, []
         swaps = pipeline.swap_faces(self.source, [(image, f) for f in faces], *self.strengths)
         self.swapped += 1
-        return pipeline.composite(image, swaps, *self.mask), swaps
+        return pipeline.composite(image, swaps, *self.mask, masks=self.masks), swaps
 
 
 class LiveRecorder:
@@ -524,7 +531,7 @@ def run_live(
         max_frames (int, optional): stop after this many frames shown.
         on_frame (callable (frames shown, fps), optional): called after each frame (the readout).
         **swap_options: face, reference, identity_strength, shape_strength, mask_erode, mask_blur,
-            smoothing, detect_max_side (`LiveSwapper`).
+            smoothing, detect_max_side, masks, regions, mask_padding (`LiveSwapper`).
 
     Returns:
         LiveSummary. Ctrl-C ends the loop normally: the recording is finalised and kept.
