@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from helpers import tiny_model_dir
@@ -15,10 +16,12 @@ from skimage import data
 
 from hififace.cli import main as cli_main
 from hififace.errors import NoFaceError, SwapError
+from hififace.faces import DlibDetector
 from hififace.faces.masks import PARSER_HELP, MaskOptions
 from hififace.pipeline import HifiFacePipeline
 from hififace.priors.parsing import FaceParser
 from hififace.video.live import (
+    STAGES,
     Camera,
     CameraError,
     FrameGrabber,
@@ -28,6 +31,8 @@ from hififace.video.live import (
     open_camera,
     run_live,
 )
+from hififace.video.swap import FrameSwapper
+from hififace.video.tracking import FaceFollower, FaceTracker, LandmarkSmoother
 
 FPS = 10
 
@@ -76,7 +81,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 def test_live_swapper_swaps_faces_and_passes_empty_frames_through(pipeline, source):
     swapper = LiveSwapper(pipeline, source, identity_strength=0.8)
     assert swapper.source is source  # encoded once, by the caller here
-    assert swapper.pipeline.detect_max_side == 640 and pipeline.detect_max_side == 1600
+    assert swapper.pipeline.detect_max_side == 320 and pipeline.detect_max_side == 1600
     frame = np.array(PILImage.fromarray(data.astronaut()).resize((256, 256)))
     swapped, swaps = swapper(frame, 0.0)
     assert len(swaps) == 1 and swapped.shape == frame.shape
@@ -277,3 +282,92 @@ def test_cli_live_takes_the_swap_commands_mask_options(
     code = cli_main([*args, "--mask-padding", "0.1", "--parser", str(parser_dir)])
     assert code == 0, capsys.readouterr().err
     assert used == [MaskOptions(("model", "box", "region"), ("skin", "nose"), (0.1,) * 4)] * 2
+
+
+# ------------------------------------------------------------------ speed: detection cut, stages
+
+
+def moving_clip(path: Path, frames: int) -> Path:
+    """`frames` 640 x 480 frames of the astronaut drifting right, turning and coming closer, 10 fps."""
+    photo = cv2.resize(data.astronaut()[:384], (640, 480), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for i in range(frames):
+            matrix = cv2.getRotationMatrix2D((320, 240), 0.5 * i, 1 + 0.01 * i)
+            matrix[0, 2] += 3 * i
+            frame = cv2.warpAffine(photo, matrix, (640, 480), borderMode=cv2.BORDER_REFLECT_101)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_live_cuts_detection_and_stays_within_the_video_paths_bounds(pipeline, source, tmp_path, monkeypatch):
+    """The live loop detects at 320 px every 10th frame and follows the face in between; its frames
+    stay within the bf16 fast path's bound (mean 1.6 levels on the face) of the video path's."""
+    with av.open(str(moving_clip(tmp_path / "clip.mp4", 12))) as clip:
+        frames = list(clip.decode(video=0))
+    images = [frame.to_ndarray(format="rgb24") for frame in frames]
+    video_swapper = FrameSwapper(
+        pipeline, source, pipeline.face_choice("largest"), FaceTracker(LandmarkSmoother())
+    )
+    video = [frame.to_ndarray(format="rgb24") for frame in video_swapper(frames, 0)]
+    video_tracker = FaceTracker(LandmarkSmoother())  # the video path's landmarks, step by step
+
+    searched = []
+    detect = DlibDetector.detect
+    monkeypatch.setattr(
+        DlibDetector, "detect", lambda self, image: searched.append(image.shape[:2]) or detect(self, image)
+    )
+    live = LiveSwapper(pipeline, source)
+    differences = []
+    for frame, image, expected in zip(frames, images, video, strict=True):
+        out, swaps = live(image, float(frame.time))
+        assert len(swaps) == 1
+        with monkeypatch.context() as m:
+            m.setattr(DlibDetector, "detect", detect)
+            landmarks = video_tracker(image, pipeline.detect_faces(image), float(frame.time))[0].landmarks
+        assert np.abs(swaps[0].landmarks - landmarks).max() < 1.5  # observed 0.9 px
+        face = np.abs(expected.astype(int) - image).max(axis=2) > 0  # where the video path pasted
+        differences.append(np.abs(out.astype(int) - expected)[face].mean())
+    # whole frames (at <= 320 px) on frames 0 and 10 only; followed faces in regions of ~128 px
+    assert [shape for shape in searched if max(shape) > 200] == [(240, 320), (240, 320)]
+    assert len(searched) == 12 and max(max(shape) for shape in searched[1:10]) < 200
+    assert np.mean(differences) < 1.6 and max(differences) < 2.5, differences  # observed 1.0, 1.7
+
+
+def test_face_follower_loses_faces_and_redetects(pipeline):
+    frame = cv2.resize(data.astronaut()[:384], (640, 480), interpolation=cv2.INTER_AREA)
+    faces = pipeline.detect_faces(frame)
+    follower = FaceFollower(pipeline.detector.detect, redetect_every=3)
+    assert follower.follow(frame) is None  # nothing to follow yet
+    follower.update(faces)
+    moved = np.roll(frame, 5, axis=1)
+    followed = follower.follow(moved)
+    assert len(followed) == 1 and abs(followed[0].center[0] - faces[0].center[0] - 5) < 8  # box: ±2 px
+    follower.update(followed)
+    assert len(follower.follow(moved)) == 1
+    assert follower.follow(moved) is None  # the third frame: the whole frame again
+    follower.update(faces)
+    empty = cv2.resize(data.coffee(), (640, 480))
+    assert follower.follow(empty) is None  # lost: the caller searches the whole frame
+    with pytest.raises(ValueError, match="redetect_every"):
+        FaceFollower(pipeline.detector.detect, redetect_every=0)
+
+
+def test_run_live_times_every_stage_of_every_frame(pipeline, source, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", 3)
+    summary = run_live(pipeline, source, open_camera(clip, realtime=False))
+    assert set(summary.stages_ms) == set(STAGES)
+    assert all(len(ms) == 3 and min(ms) >= 0 for ms in summary.stages_ms.values())
+    for name in ("capture", "detect", "landmarks", "priors", "generator", "paste"):
+        assert min(summary.stages_ms[name]) > 0, name
+    swap_stages = [sum(summary.stages_ms[name][i] for name in STAGES[2:]) for i in range(3)]
+    assert all(s <= w + 1e-6 for s, w in zip(swap_stages, summary.work_ms, strict=True))
+    table = summary.stage_table()
+    assert table["generator"]["mean_ms"] > 0 and 0 < table["generator"]["share"] < 1
+    assert summary.camera_ms == pytest.approx(sum(summary.stages_ms["capture"]))
+    model = pipeline.model  # the timing hooks are gone after each frame
+    assert not model._forward_hooks and not model.identity.face3d._forward_pre_hooks

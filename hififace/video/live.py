@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import functools
 import os
 import threading
 import time
@@ -33,16 +34,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from hififace.atomic import atomic_path
 from hififace.errors import SwapError
-from hififace.faces import FaceChoice, select_faces
+from hififace.faces import DlibDetector, Face, FaceChoice, five_from_68, select_faces
+from hififace.faces.detection import predict_landmarks68
 from hififace.faces.masks import MaskOptions
 from hififace.formats import MP4_LIKE_SUFFIXES, VIDEO_OUTPUT_SUFFIXES
 from hififace.pipeline import FaceSwap, HifiFacePipeline
 from hififace.types import Image
 from hififace.video.swap import VIDEO_METADATA
-from hififace.video.tracking import FaceTracker, LandmarkSmoother
+from hififace.video.tracking import FaceFollower, FaceTracker, LandmarkSmoother
 
 __all__ = [
     "Camera",
@@ -53,14 +56,29 @@ __all__ = [
     "LiveRecorder",
     "LiveSummary",
     "LiveSwapper",
+    "STAGES",
     "VirtualCamera",
     "open_camera",
     "run_live",
 ]
 
 # Live frames are detected at this size at most: faces in front of a webcam are large, and the
-# detector's time grows with the pixels (the pipeline's default of 1600 is for photos).
-LIVE_DETECT_MAX_SIDE = 640
+# detector's time grows with the pixels (the pipeline's default of 1600 is for photos). On a 640 x 480
+# frame dlib's HOG (one upsampling: faces from about 80 px of the frame) took 4x less at 320 than at 640;
+# dlib's 68 landmarks are then placed again on the full-resolution frame (2-3 ms a face), so the
+# alignment keeps full-resolution precision.
+LIVE_DETECT_MAX_SIDE = 320
+# Full-frame detection once every this many frames; in between, faces are looked for only near where
+# they were (`FaceFollower`), and the whole frame again as soon as one is lost.
+LIVE_REDETECT_EVERY = 10
+# What a frame's time is spent on (`LiveSwapper.times`, `LiveSummary.stages_ms`), in milliseconds:
+# capture (camera read and RGB conversion, on the camera's thread for a realtime camera), wait (for
+# the next frame), detect (full frame at <= detect_max_side, or the followed faces' regions),
+# landmarks (68 points again at full resolution, face choice, smoothing), align (alignment and
+# tensor conversion around the model), priors (the target's 3DMM coefficients, and ArcFace when
+# identity_strength < 1), generator (encoder, decoder, SFF), paste (masks and paste-back), output
+# (recording, virtual camera).
+STAGES = ("capture", "wait", "detect", "landmarks", "align", "priors", "generator", "paste", "output")
 MILLISECOND = Fraction(1, 1000)
 
 
@@ -92,11 +110,14 @@ class Camera:
         fps (float): the nominal frame rate.
         realtime (bool): frames come at the camera's pace, whatever the reader does (a device, or a
             file paced like one); False: each `read()` decodes the next frame of a file.
+        read_ms (float): the work of the last `read()` in milliseconds (decoding, RGB conversion),
+            without the time spent waiting for the frame.
     """
 
     name = "camera"
     fps = 30.0
     realtime = True
+    read_ms = 0.0
 
     def read(self) -> LiveFrame | None:
         raise NotImplementedError
@@ -130,10 +151,13 @@ class _DeviceCamera(Camera):
     def read(self) -> LiveFrame | None:
         import cv2
 
-        ok, bgr = self.capture.read()
+        ok, bgr = self.capture.read()  # blocks until the device has a frame: waiting, not work
+        captured = time.monotonic()
         if not ok or bgr is None:
             return None
-        frame = LiveFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), self.count)
+        start = time.perf_counter()
+        frame = LiveFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), captured, self.count)
+        self.read_ms = (time.perf_counter() - start) * 1000
         self.count += 1
         return frame
 
@@ -172,9 +196,11 @@ class _FileCamera(Camera):
             return  # a damaged or truncated file ends the stream, as an unplugged camera would
 
     def read(self) -> LiveFrame | None:
+        start = time.perf_counter()
         frame = next(self.frames, None)
         if frame is None:
             return None
+        self.read_ms = (time.perf_counter() - start) * 1000
         t = float(frame.time) if frame.time is not None else self.count / self.fps
         if self.realtime:
             # Hand the frame over when a camera would have captured it, counted from the first.
@@ -183,7 +209,9 @@ class _FileCamera(Camera):
             if delay > 0:
                 time.sleep(delay)
             t = self.start + t
+        start = time.perf_counter()
         live = LiveFrame(frame.to_ndarray(format="rgb24"), t, self.count)
+        self.read_ms += (time.perf_counter() - start) * 1000
         self.count += 1
         return live
 
@@ -218,12 +246,15 @@ class FrameGrabber:
 
     Attributes:
         dropped (int): frames replaced by a newer one before anyone took them.
+        last_read_ms (float): the camera's work for the frame the consumer took last (`Camera.read_ms`).
+        read_ms (float): the camera's work for every frame read so far, dropped ones included.
     """
 
     def __init__(self, camera: Camera):
         self.camera = camera
         self.dropped = 0
-        self._latest: LiveFrame | None = None
+        self.last_read_ms = self.read_ms = 0.0
+        self._latest: tuple[LiveFrame, float] | None = None
         self._ended = False
         self._error: BaseException | None = None
         self._stop = threading.Event()
@@ -246,7 +277,8 @@ class FrameGrabber:
                     if frame is None:
                         break
                     self.dropped += self._latest is not None
-                    self._latest = frame
+                    self._latest = frame, self.camera.read_ms
+                    self.read_ms += self.camera.read_ms
                     self._ready.notify()
         except BaseException as e:  # handed to the consumer, who reports it
             self._error = e
@@ -260,7 +292,10 @@ class FrameGrabber:
         while True:
             with self._ready:
                 self._ready.wait_for(lambda: self._latest is not None or self._ended)
-                frame, self._latest = self._latest, None
+                latest, self._latest = self._latest, None
+            frame = None if latest is None else latest[0]
+            if latest is not None:
+                self.last_read_ms = latest[1]
             if frame is None:
                 if self._error is not None:
                     raise CameraError(f"{self.camera.name} failed: {self._error}") from self._error
@@ -291,7 +326,10 @@ class LiveSwapper:
 
     Built on the public steps (`detect_faces`, `select_faces`, `swap_faces`, `composite`) with the
     tracking and landmark smoothing of `swap_video`. Frames come one at a time (batch 1: waiting
-    for a batch would add its length to the latency).
+    for a batch would add its length to the latency). What is cut for speed, against the video path:
+    detection on a copy at most `detect_max_side` large, with dlib's 68 landmarks placed again at
+    full resolution; between full detections, faces looked for only near the previous frame's
+    (`FaceFollower`), which also spares a "reference" choice its per-frame ArcFace embeddings.
 
     Args:
         pipeline (HifiFacePipeline): detector and generator (its dtype decides the fast path).
@@ -299,7 +337,9 @@ class LiveSwapper:
         face, reference, identity_strength, shape_strength, mask_erode, mask_blur: as in
             `HifiFacePipeline.swap`; a frame where the choice finds no face passes through.
         smoothing (LandmarkSmoother or bool, default True): as in `swap_video`.
-        detect_max_side (int, default 640): frames are detected on a copy at most this large.
+        detect_max_side (int, default 320): frames are detected on a copy at most this large.
+        redetect_every (int, default 10): the whole frame is searched every this many frames (and
+            whenever a followed face is lost); 1 searches every frame (no following).
         masks, regions, mask_padding (optional): the paste-back masks, as in `HifiFacePipeline.swap`
             (e.g. "model,box,region", "skin,nose,mouth", 0.05); the pipeline's when not given.
 
@@ -309,6 +349,7 @@ class LiveSwapper:
 
     Attributes:
         swapped, passed_through (int): frames so far with / without a swapped face.
+        times (dict of str to float): milliseconds the last frame spent per stage (`STAGES`).
     """
 
     def __init__(
@@ -323,6 +364,7 @@ class LiveSwapper:
         mask_blur: int | None = None,
         smoothing: LandmarkSmoother | bool = True,
         detect_max_side: int = LIVE_DETECT_MAX_SIDE,
+        redetect_every: int = LIVE_REDETECT_EVERY,
         masks: MaskOptions | str | Sequence[str] | None = None,
         regions: str | Sequence[str] | None = None,
         mask_padding: float | Sequence[float] | None = None,
@@ -339,6 +381,10 @@ class LiveSwapper:
         self.strengths = (identity_strength, shape_strength)
         self.mask = (mask_erode, mask_blur)
         self.swapped = self.passed_through = 0
+        self.follower = FaceFollower(pipeline.detector.detect, redetect_every)
+        detector = pipeline.detector
+        self.predictor_path = detector.predictor_path if isinstance(detector, DlibDetector) else None
+        self.times: dict[str, float] = {}
 
     def __call__(self, image: Image, t: float) -> tuple[Image, list[FaceSwap]]:
         """(the frame to show, its swapped faces) for the RGB frame `image` captured at `t` seconds.
@@ -346,16 +392,107 @@ class LiveSwapper:
         Without a chosen face the frame itself comes back (the same array) with no swaps.
         """
         pipeline = self.pipeline
-        chosen = select_faces(
-            pipeline.detect_faces(image), self.choice, embed=lambda some: pipeline.embed_faces(image, some)
-        )
-        faces = self.tracker(image, chosen, t)
+        self.times = times = dict.fromkeys(STAGES[2:-1], 0.0)
+        chosen = self._find_faces(image, times)
+        with _stage(times, "landmarks"):
+            faces = self.tracker(image, chosen, t)
         if not faces:
             self.passed_through += 1
             return image, []
-        swaps = pipeline.swap_faces(self.source, [(image, f) for f in faces], *self.strengths)
+        with _stage(times, "align"), _ModelClock(pipeline.model, times):
+            swaps = pipeline.swap_faces(self.source, [(image, f) for f in faces], *self.strengths)
+        times["align"] -= times["priors"] + times["generator"]  # what swap_faces does around the model
+        with _stage(times, "paste"):
+            image = pipeline.composite(image, swaps, *self.mask, masks=self.masks)
         self.swapped += 1
-        return pipeline.composite(image, swaps, *self.mask, masks=self.masks), swaps
+        return image, swaps
+
+    def _find_faces(self, image: Image, times: dict[str, float]) -> list[Face]:
+        """The chosen faces of `image`: followed from the previous frame, else detected and chosen."""
+        pipeline, follower = self.pipeline, self.follower
+        with _stage(times, "detect"):
+            chosen = follower.follow(image)  # found in regions scaled down around each face
+            reduced = chosen is not None or max(image.shape[:2]) > pipeline.detect_max_side
+            if chosen is None:
+                found = pipeline.detect_faces(image)
+        with _stage(times, "landmarks"):
+            if chosen is None:
+                chosen = select_faces(
+                    found, self.choice, embed=lambda some: pipeline.embed_faces(image, some)
+                )
+            if reduced:
+                chosen = [self._full_resolution(image, face) for face in chosen]
+        follower.update(chosen)
+        return chosen
+
+    def _full_resolution(self, image: Image, face: Face) -> Face:
+        """dlib's 68 landmarks placed again on the full-resolution frame, in the box found at reduced size.
+
+        The detector's own points were placed on the reduced copy: up to half a pixel of that copy,
+        a pixel or more of the frame, which the alignment would turn into shimmer.
+        """
+        if self.predictor_path is None or face.landmarks68 is None:
+            return face  # no 68-point predictor (insightface: five points from its own network)
+        points = predict_landmarks68(image, face.box, self.predictor_path)
+        return Face(box=face.box, score=face.score, landmarks=five_from_68(points), landmarks68=points)
+
+
+class _ModelClock:
+    """Time the model's priors and its whole forward inside a `with` block, into `times`.
+
+    Forward hooks on the model and on its prior networks (F_3d, ArcFace), registered for the block
+    only and counting only this thread's calls (the model may be shared with other threads, e.g.
+    the app's image tab). "generator" gets the forward's time minus the priors'. On a GPU each hook
+    synchronises, so the split is the work's, not the launches'.
+    """
+
+    def __init__(self, model: torch.nn.Module, times: dict[str, float]):
+        self.model, self.times = model, times
+        self.thread = threading.get_ident()
+        self.cuda = next(model.parameters()).device.type == "cuda"
+        self.started: dict[int, float] = {}
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> _ModelClock:
+        identity = self.model.identity
+        for module, stage in (
+            (self.model, "model"),
+            (identity.face3d, "priors"),
+            (identity.arcface, "priors"),
+        ):
+            self.handles.append(module.register_forward_pre_hook(self._start))
+            self.handles.append(module.register_forward_hook(functools.partial(self._stop, stage)))
+        return self
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _start(self, module: torch.nn.Module, args: Any) -> None:
+        if threading.get_ident() == self.thread:
+            self.started[id(module)] = self._now()
+
+    def _stop(self, stage: str, module: torch.nn.Module, args: Any, output: Any) -> None:
+        start = self.started.pop(id(module), None)
+        if start is not None and threading.get_ident() == self.thread:
+            self.times[stage] = self.times.get(stage, 0.0) + (self._now() - start) * 1000
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+        model_ms = self.times.pop("model", 0.0)
+        self.times["generator"] = self.times.get("generator", 0.0) + max(model_ms - self.times["priors"], 0.0)
+
+
+@contextlib.contextmanager
+def _stage(times: dict[str, float], name: str) -> Iterator[None]:
+    """Add the time of the `with` block to `times[name]`, in milliseconds."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        times[name] = times.get(name, 0.0) + (time.perf_counter() - start) * 1000
 
 
 class LiveRecorder:
@@ -493,6 +630,10 @@ class LiveSummary:
         work_ms (list of float): per frame shown, the time of the swap and the outputs, in milliseconds.
         stopped (str): "end of stream", "interrupted" (Ctrl-C) or "max_frames".
         recording (Path or None): the recording written.
+        stages_ms (dict of str to list of float): per frame shown, the milliseconds of each stage
+            (`STAGES`; 0 where a frame skipped it, e.g. no swap when no face was in view).
+        camera_ms (float): the camera's work for every frame read, dropped ones included (on the
+            camera's thread for a realtime camera: it competes with the swap for the CPU).
     """
 
     frames: int
@@ -504,10 +645,25 @@ class LiveSummary:
     work_ms: list[float] = field(repr=False)
     stopped: str
     recording: Path | None
+    stages_ms: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    camera_ms: float = 0.0
 
     @property
     def median_latency_ms(self) -> float:
         return float(np.median(self.latency_ms)) if self.latency_ms else float("nan")
+
+    def stage_table(self) -> dict[str, dict[str, float]]:
+        """Per stage: the median and mean milliseconds per frame shown, and its share of the mean work."""
+        total = float(np.mean(self.work_ms)) if self.work_ms else 0.0
+        return {
+            name: {
+                "median_ms": float(np.median(ms)),
+                "mean_ms": float(np.mean(ms)),
+                "share": float(np.mean(ms)) / total if total > 0 else 0.0,
+            }
+            for name, ms in self.stages_ms.items()
+            if ms
+        }
 
 
 def run_live(
@@ -551,16 +707,26 @@ def run_live(
         grabber = stack.enter_context(FrameGrabber(camera)) if camera.realtime else None
         frames = iter(grabber) if grabber is not None else iter(camera.read, None)
         meter, latency, work, shown, stopped = FpsMeter(), [], [], 0, "end of stream"
-        started = time.monotonic()
+        stages: dict[str, list[float]] = {name: [] for name in STAGES}
+        started = waited = time.monotonic()
         try:
             for frame in frames:
                 taken = time.monotonic()
                 image, _ = swapper(frame.image, frame.time)
+                swapped = time.monotonic()
                 if recorder is not None:
                     recorder.write(image, frame.time)
                 if virtual is not None:
                     virtual.send(image)
                 now = time.monotonic()
+                capture = grabber.last_read_ms if grabber is not None else camera.read_ms
+                # a file read frame by frame is read in the wait: its reading is the capture
+                wait = (taken - waited) * 1000 - (capture if grabber is None else 0.0)
+                times = {"capture": capture, "wait": max(wait, 0.0), **swapper.times}
+                times["output"] = (now - swapped) * 1000
+                for name in STAGES:
+                    stages[name].append(times.get(name, 0.0))
+                waited = now
                 work.append((now - taken) * 1000)
                 if camera.realtime:  # a file read frame by frame has no capture time to measure from
                     latency.append((now - frame.time) * 1000)
@@ -584,4 +750,6 @@ def run_live(
         work_ms=work,
         stopped=stopped,
         recording=Path(record) if record else None,
+        stages_ms=stages,
+        camera_ms=grabber.read_ms if grabber is not None else float(sum(stages["capture"])),
     )
