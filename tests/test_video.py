@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import torch
 from helpers import tiny_model_dir
 from skimage import data
 
+import hififace.video.swap
 from hififace import HifiFacePipeline
 from hififace.faces import Face
 from hififace.pipeline import FaceChoiceError, NoFaceError, SwapError
 from hififace.video import LandmarkSmoother, VideoError, VideoSummary, is_video, swap_video
+from hififace.video.swap import FEATURE_MAPS_PER_FACE, GENERATOR_MEMORY, faces_per_pass
 
 FPS = 10
 FRAMES = 12
@@ -222,3 +227,62 @@ def test_video_masks_and_enhancer_reach_every_frame(pipeline, source, tmp_path, 
     summary = swap_video(pipeline, source, short, tmp_path / "out.mp4", masks="model,box")
     assert summary.swapped == 3 and sum(enhanced) == 3
     assert composited == [("model", "box")] * 3
+
+
+def _live_frames() -> int:
+    """Decoded or encoded `av.VideoFrame`s Python still holds."""
+    return sum(isinstance(o, av.VideoFrame) for o in gc.get_objects())
+
+
+def test_video_memory_does_not_grow_with_the_clip(pipeline, source, tmp_path):
+    """Frames are freed once encoded: a 20-frame clip holds no more frames (av or numpy) than a 4-frame one."""
+    photo = np.ascontiguousarray(data.astronaut()[::2, ::2])
+    held: list[int] = []  # live av frames after each batch
+    peaks = {}
+    tracemalloc.start()  # numpy's arrays are traced (the encoder's own buffers are not)
+    try:
+        for frames in (4, 20):
+            clip = tmp_path / f"clip-{frames}.mp4"
+            write_clip(clip, [np.roll(photo, 3 * i, axis=1) for i in range(frames)], audio=False)
+            held.clear()
+            tracemalloc.reset_peak()
+            summary = swap_video(
+                pipeline,
+                source,
+                clip,
+                tmp_path / "out.mp4",
+                batch_size=2,
+                progress=lambda *_: held.append(_live_frames()),
+            )
+            assert summary.swapped == frames
+            peaks[frames] = (max(held), tracemalloc.get_traced_memory()[1] / 2**20)
+    finally:
+        tracemalloc.stop()
+    # The same few frames are alive after every batch (PyAV's and the reader's last); frames kept
+    # would count up to 20 more here. A 256 x 256 frame is 0.19 MB: 16 more kept would be 3 MB.
+    assert peaks[20][0] <= peaks[4][0] + 1, peaks
+    assert peaks[20][1] < peaks[4][1] + 1.0, peaks
+
+
+def test_video_faces_go_through_the_generator_in_bounded_passes(
+    pipeline, source, clip, tmp_path, monkeypatch
+):
+    # The tiny model's activations are small: a pass takes the whole batch, as a photo's does.
+    assert faces_per_pass(pipeline) == pipeline.batch_size == 8
+    one_face = FEATURE_MAPS_PER_FACE * pipeline.model.encoder.conv_in.out_channels * 256**2 * 4
+    assert faces_per_pass(pipeline, memory=3.5 * one_face) == 3
+    assert faces_per_pass(pipeline, memory=1) == 1
+    with monkeypatch.context() as gpu:  # on a GPU the activations are not the process's memory
+        gpu.setattr(HifiFacePipeline, "device", property(lambda self: torch.device("cuda")))
+        assert faces_per_pass(pipeline, memory=1) == 8
+    # The release-scale model at 256 (64 channels) in the default budget: 2 faces a pass.
+    assert int(GENERATOR_MEMORY // (one_face * 64 / pipeline.model.encoder.conv_in.out_channels)) == 2
+    passes = []
+    swap_faces = pipeline.swap_faces
+    monkeypatch.setattr(
+        pipeline, "swap_faces", lambda s, faces, *a: passes.append(len(faces)) or swap_faces(s, faces, *a)
+    )
+    monkeypatch.setattr(hififace.video.swap, "faces_per_pass", lambda pipeline: 2)
+    summary = swap_video(pipeline, source, clip, tmp_path / "out.mp4", batch_size=5)
+    assert summary.swapped == FRAMES - 2
+    assert passes == [2, 2, 1, 2, 1, 2]  # frames 0-4, 5-9 (8 and 9 without a face), 10-11

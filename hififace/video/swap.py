@@ -25,7 +25,14 @@ from hififace.pipeline import AI_METADATA, HifiFacePipeline, SourceIdentity
 from hififace.video.io import VideoReader, VideoWriter, check_video_paths
 from hififace.video.tracking import FaceTracker, LandmarkSmoother
 
-__all__ = ["ProgressFn", "VideoSummary", "swap_video"]
+__all__ = [
+    "FEATURE_MAPS_PER_FACE",
+    "GENERATOR_MEMORY",
+    "ProgressFn",
+    "VideoSummary",
+    "faces_per_pass",
+    "swap_video",
+]
 
 ProgressFn = Callable[[int, "int | None"], None]
 
@@ -36,6 +43,33 @@ VIDEO_METADATA = {
     "ai_generated": AI_METADATA["ai_generated"],
     "encoder_software": AI_METADATA["software"],
 }
+
+# Memory one generator pass may take for its activations on the CPU, in bytes. A pass grows by
+# about 0.24 GB per face for the release-scale model at 256 in fp32 (1.95 GB for 8 faces), which is
+# 14 to 15 full-resolution maps of the encoder's first width; a video swap's peak is the model, the
+# encoder's lookahead and one pass, so its faces go through in passes that fit this. On the CPU a
+# pass of 8 faces is no faster per face than a pass of 1 (benchmarks/results/generator-*.json).
+GENERATOR_MEMORY = 0.5 * 2**30
+FEATURE_MAPS_PER_FACE = 15
+
+
+def faces_per_pass(pipeline: HifiFacePipeline, memory: float = GENERATOR_MEMORY) -> int:
+    """How many faces one generator pass of a video takes: as many as fit `memory`, 1 to `batch_size`.
+
+    On a GPU the activations are not in the process's memory: the pass is `batch_size` faces.
+
+    Args:
+        pipeline (HifiFacePipeline): its model's crop size and first encoder width give the
+            activations of one face (an estimate: `FEATURE_MAPS_PER_FACE` fp32 maps of that size);
+            its `batch_size` is the most.
+        memory (float, default `GENERATOR_MEMORY`): bytes the pass's activations may take.
+    """
+    if pipeline.device.type != "cpu":
+        return pipeline.batch_size
+    model = pipeline.model
+    width = model.encoder.conv_in.out_channels
+    per_face = FEATURE_MAPS_PER_FACE * width * model.image_size**2 * 4
+    return max(1, min(pipeline.batch_size, int(memory // per_face)))
 
 
 @dataclass(frozen=True)
@@ -97,7 +131,9 @@ def swap_video(
         face, reference, identity_strength, shape_strength, mask_erode, mask_blur: as in
             `HifiFacePipeline.swap`, applied per frame; a frame where the choice finds no face
             passes through (see the module docstring).
-        batch_size (int, default 8): frames whose faces go through the generator together.
+        batch_size (int, default 8): frames decoded, detected and tracked together; their faces go
+            through the generator in passes of at most `faces_per_pass(pipeline)` faces, so that
+            memory stays bounded by one pass whatever the batch (and the clip's length).
         smoothing (LandmarkSmoother or bool, default True): the landmark filter; True for a
             default `LandmarkSmoother`, False to align every frame on its raw landmarks.
         cut_threshold (float, default 0.2): scene-cut threshold of `FaceTracker` (tracks restart).
@@ -141,8 +177,10 @@ def swap_video(
         pipeline.check_pixels(reader.info.width, reader.info.height, f"the frames of {video_in}")
         with VideoWriter(video_out, reader, VIDEO_METADATA, crf) as writer:
             for batch in reader.batches(batch_size, writer.write_audio, max_frames):
-                for frame in swapper(batch, writer.frames):
-                    writer.write(frame)
+                swapped = swapper(batch, writer.frames)
+                del batch  # the decoded frames go before the next batch is decoded
+                while swapped:  # each frame is freed as soon as it is encoded
+                    writer.write(swapped.pop(0))
                 if progress is not None:
                     progress(writer.frames, reader.info.frames)
     return VideoSummary(
@@ -168,6 +206,7 @@ class FrameSwapper:
         tracker (FaceTracker): smooths the chosen faces' landmarks over time.
         identity_strength, shape_strength, mask_erode, mask_blur, masks: as in `HifiFacePipeline.swap`.
         face_map (FaceMap, optional): map faces to sources instead of `source` and `choice`.
+        per_pass (int, optional): faces per generator pass; default `faces_per_pass(pipeline)`.
 
     Attributes:
         swapped (int): frames so far in which at least one face was swapped.
@@ -185,12 +224,14 @@ class FrameSwapper:
         mask_blur: int | None = None,
         masks: Any = None,
         face_map: FaceMap | None = None,
+        per_pass: int | None = None,
     ):
         self.pipeline, self.source, self.choice, self.tracker = pipeline, source, choice, tracker
         self.strengths = (identity_strength, shape_strength)
         self.mask = (mask_erode, mask_blur)
         self.masks = masks
         self.face_map = face_map
+        self.per_pass = per_pass or faces_per_pass(pipeline)
         self.assigned: list[tuple[np.ndarray, float, int]] = []  # (centre, width, source index)
         self.swapped = 0
 
@@ -218,10 +259,12 @@ class FrameSwapper:
         per_frame: dict[int, list] = {}
         for k, source in enumerate(all_sources):
             mine = [(i, face) for i, face, index in jobs if index == k]
-            swaps = pipeline.swap_faces(source, [(images[i], face) for i, face in mine], *self.strengths)
-            pipeline.enhance_faces(swaps)  # no-op without an enhancer
-            for (i, _), swap in zip(mine, swaps, strict=True):
-                per_frame.setdefault(i, []).append(swap)
+            for start in range(0, len(mine), self.per_pass):
+                part = mine[start : start + self.per_pass]
+                swaps = pipeline.swap_faces(source, [(images[i], face) for i, face in part], *self.strengths)
+                pipeline.enhance_faces(swaps)  # no-op without an enhancer
+                for (i, _), swap in zip(part, swaps, strict=True):
+                    per_frame.setdefault(i, []).append(swap)
 
         out = []
         for i, frame in enumerate(frames):
