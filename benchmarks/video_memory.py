@@ -3,6 +3,7 @@
     python benchmarks/video_memory.py           # release-scale model, 12, 36 and 96 frames: long on 2 cores
     python benchmarks/video_memory.py --quick   # tiny config, 6, 18 and 48 frames
     python benchmarks/video_memory.py --per-pass 8   # every face of a batch in one generator pass (as before)
+    python benchmarks/video_memory.py --passes  # time and memory of 8 faces in passes of 1, 2, 4 and 8
 
 Each length runs `swap_video` in a fresh process at the default settings (model load, source
 encoding, decode, batches of 8 frames through detection, generator passes of
@@ -11,7 +12,11 @@ encoding, decode, batches of 8 frames through detection, generator passes of
 resident set after every batch. A frame loop whose memory is bounded by the batch gives the same
 peak for every length once the encoder's lookahead is full; the target is a peak under 2.5 GB at
 1080p. The clip is the astronaut (one face) scaled into a 1920 x 1080 frame, drifting.
-Writes benchmarks/results/video_memory-<machine>.json.
+Writes benchmarks/results/video_memory-<machine>.json. `--passes` instead swaps 8 faces of a
+1080p frame through `swap_faces` in passes of 1, 2, 4 and 8 faces, in interleaved rounds (the order
+reversed every other round) after a warm-up, and reports seconds per face (median) and each pass
+size's peak increase of the resident set: the throughput the video's bounded passes give up.
+Writes benchmarks/results/video_memory-passes-<machine>.json.
 """
 
 from __future__ import annotations
@@ -23,7 +28,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, machine_info, parse_args, release_model, save, tiny_model, weights_note
+from common import (
+    REPO,
+    PeakMemory,
+    machine_info,
+    parse_args,
+    release_model,
+    save,
+    tiny_model,
+    weights_note,
+)
 
 TARGET_GB = 2.5
 
@@ -70,6 +84,59 @@ def write_clip(path: Path, frames: int) -> None:
             out.mux(packet)
 
 
+def passes(args, model: Path, source: Path, machine: dict) -> None:
+    """Seconds per face and peak increase of 8 faces swapped in passes of 1, 2, 4 and 8 (see the docstring)."""
+    import statistics
+    import time
+
+    import cv2
+    import numpy as np
+    from skimage import data
+
+    from hififace import HifiFacePipeline
+
+    pipeline = HifiFacePipeline.from_pretrained(model, detector="dlib")
+    code = pipeline.encode_source(source)
+    frame = np.full((1080, 1920, 3), 60, np.uint8)
+    frame[140:940, 400:1200] = cv2.resize(data.astronaut(), (800, 800))
+    faces = [(frame, pipeline.detect_faces(frame)[0])] * 8
+
+    def swap(per_pass: int) -> None:
+        for start in range(0, len(faces), per_pass):
+            pipeline.swap_faces(code, faces[start : start + per_pass])
+
+    swap(2)  # warm-up
+    sizes, times, peaks = (1, 2, 4, 8), {}, {}
+    for round_ in range(args.repeats or (1 if args.quick else 2)):
+        for size in sizes if round_ % 2 == 0 else sizes[::-1]:
+            with PeakMemory("cpu") as memory:
+                start = time.perf_counter()
+                swap(size)
+                times.setdefault(size, []).append(time.perf_counter() - start)
+            peaks.setdefault(size, []).append(memory.increase / 2**30)
+            print(size, round(times[size][-1], 2), round(peaks[size][-1], 3), flush=True)
+    base = statistics.median(times[8])
+    save(
+        "video_memory-passes",
+        {
+            "benchmark": "8 faces of a 1080p frame through swap_faces in passes of 1, 2, 4 and 8 (fp32, 256)",
+            "weights": weights_note(args.quick, 256),
+            "machine": machine,
+            "runs": [
+                {
+                    "faces_per_pass": size,
+                    "seconds_per_face_median": round(statistics.median(times[size]) / 8, 3),
+                    "seconds_all_rounds": [round(t, 2) for t in times[size]],
+                    "time_vs_passes_of_8": round(statistics.median(times[size]) / base, 3),
+                    "peak_increase_gb": round(max(peaks[size]), 3),
+                }
+                for size in sizes
+            ],
+        },
+        args,
+    )
+
+
 def main() -> None:
     def options(parser) -> None:
         parser.add_argument("--frames", type=int, nargs="+", help="clip lengths (default 12 36 96)")
@@ -84,6 +151,9 @@ def main() -> None:
             action="store_true",
             help="run the lengths' processes at once (each measures its own peak; for a busy machine)",
         )
+        parser.add_argument(
+            "--passes", action="store_true", help="time and memory of 8 faces in passes of 1, 2, 4, 8"
+        )
 
     args = parse_args(__doc__.split("\n\n")[0], options)
     from PIL import Image
@@ -95,6 +165,9 @@ def main() -> None:
     (tiny_model() if args.quick else release_model(256)).save_pretrained(work / "model")
     source = work / "source.png"
     Image.fromarray(data.astronaut()).save(source)
+    if args.passes:
+        passes(args, work / "model", source, machine)
+        return
     env = dict(os.environ, PYTHONPATH=str(REPO))
     children = []
     for frames in lengths:
