@@ -338,6 +338,7 @@ class DetectorProcess:
         self._error: BaseException | None = None
         self._description: str | None = None
         self.load_seconds: float | None = None  # how long the child took to build the detector
+        self.prefetch_hits = 0  # detect() calls answered with faces found ahead (`prefetch`)
 
     def wait(self) -> None:
         """Block until the child has built its detector; raise its error if it could not."""
@@ -378,7 +379,8 @@ class DetectorProcess:
         with self._lock:
             self._wait_locked()
             self._connection.send(("detect", np.ascontiguousarray(image)))
-            reply = self._connection.recv()
+            reply, prefetched = self._connection.recv()
+            self.prefetch_hits += prefetched
         if isinstance(reply, str):
             raise RuntimeError(f"face detection failed in the detector process: {reply}")
         return reply
@@ -447,9 +449,9 @@ def _serve_detector(connection, name: str, kwargs: dict) -> None:
         image = request[1]
         try:
             faces = found.get(_pixels_key(image))
-            connection.send(detector.detect(image) if faces is None else faces)
+            connection.send((detector.detect(image), False) if faces is None else (faces, True))
         except Exception as error:
-            connection.send(f"{type(error).__name__}: {error}")
+            connection.send((f"{type(error).__name__}: {error}", False))
 
 
 class _Collect(logging.Handler):
