@@ -36,7 +36,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hififace.faces.types import Box, Face, Image, Landmarks68, sort_left_to_right
-from hififace.imageio import ImageError, as_rgb, load_image
+from hififace.imageio import as_rgb, load_image
 
 logger = logging.getLogger("hififace")
 
@@ -372,14 +372,20 @@ class DetectorProcess:
         """
         with self._lock:
             if self._error is None:
-                self._connection.send(("prefetch", [os.fspath(p) for p in paths], max_side))
+                try:
+                    self._connection.send(("prefetch", [os.fspath(p) for p in paths], max_side))
+                except OSError:  # the child is gone: wait() and detect() say why
+                    pass
 
     def detect(self, image: Image) -> list[Face]:
         """Faces in an RGB image, sorted left to right, found by the child's detector."""
         with self._lock:
             self._wait_locked()
-            self._connection.send(("detect", np.ascontiguousarray(image)))
-            reply, prefetched = self._connection.recv()
+            try:
+                self._connection.send(("detect", np.ascontiguousarray(image)))
+                reply, prefetched = self._connection.recv()
+            except (EOFError, OSError):
+                raise DetectorUnavailable("the detector process ended unexpectedly") from None
             self.prefetch_hits += prefetched
         if isinstance(reply, str):
             raise RuntimeError(f"face detection failed in the detector process: {reply}")
@@ -436,15 +442,12 @@ def _serve_detector(connection, name: str, kwargs: dict) -> None:
             return
         if request[0] == "prefetch":
             for path in request[1]:
-                try:
+                try:  # only a head start: a file the pipeline cannot use fails there, with its message
                     image = load_image(path)
-                except ImageError:
-                    continue  # the pipeline reads it again and says what is wrong
-                if request[2] is None or max(image.shape[:2]) <= request[2]:
-                    try:
+                    if request[2] is None or max(image.shape[:2]) <= request[2]:
                         found[_pixels_key(image)] = detector.detect(image)
-                    except Exception:  # noqa: S112  (a `detect` of it reports the error)
-                        continue
+                except Exception:  # noqa: S112
+                    continue
             continue
         image = request[1]
         try:
