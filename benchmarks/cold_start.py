@@ -72,6 +72,7 @@ def main() -> None:
             times[BASELINE] = []
         times["warm swap (fp32)"] = []
         phases: dict[str, list[dict]] = {"this tree": [], **({"baseline": []} if baseline else {})}
+        cpu: dict[str, list[float]] = {}  # CPU seconds of each command, all its processes
         probe_argv = [
             "--model",
             str(model_dir),
@@ -86,7 +87,7 @@ def main() -> None:
                 out = tmp / f"out-{dtype}-{i}.png"
                 argv = ["--model", str(model_dir), *command, "--output", str(out), "--dtype", dtype]
                 times[f"command --dtype {dtype}"].append(
-                    _wall([sys.executable, "-m", "hififace", "swap", *argv])
+                    _wall([sys.executable, "-m", "hififace", "swap", *argv], cpu=cpu.setdefault(dtype, []))
                 )
             if baseline:
                 argv = [
@@ -98,7 +99,13 @@ def main() -> None:
                     "--dtype",
                     "float32",
                 ]
-                times[BASELINE].append(_wall([sys.executable, "-m", "hififace", "swap", *argv], baseline))
+                times[BASELINE].append(
+                    _wall(
+                        [sys.executable, "-m", "hififace", "swap", *argv],
+                        baseline,
+                        cpu.setdefault(BASELINE, []),
+                    )
+                )
                 phases["baseline"].append(_probe_run(probe_argv, baseline))
             phases["this tree"].append(_probe_run(probe_argv))
             start = time.perf_counter()
@@ -117,6 +124,13 @@ def main() -> None:
             k: {"median": medians[k], "min": min(v), "max": max(v), "runs": v} for k, v in times.items()
         },
         "ratio_vs_warm_swap": {k: medians[k] / warm_s for k in medians},
+        # each round's command over the warm swap of the same round: steadier on a shared machine
+        "ratio_vs_warm_swap_per_round_median": {
+            k: float(np.median([t / w for t, w in zip(v, times["warm swap (fp32)"], strict=True)]))
+            for k, v in times.items()
+        },
+        "cpu_s_median": {k: float(np.median(v)) for k, v in cpu.items()},
+        "cpu_s_runs": cpu,
         "baseline_src": baseline or None,
         "phases_s_median": {
             tree: {p: float(np.median([r[p] for r in runs])) for p in [*PHASES, "other", "detector_in_child"]}
@@ -136,10 +150,18 @@ def main() -> None:
     save("cold_start", result, args)
 
 
-def _wall(command: list[str], src: str | None = None) -> float:
+def _wall(command: list[str], src: str | None = None, cpu: list[float] | None = None) -> float:
+    """Wall seconds of `command`; appends its CPU seconds (its processes together) to `cpu`."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=_env(src))
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
+    return wall
 
 
 def _env(src: str | None = None) -> dict[str, str]:
