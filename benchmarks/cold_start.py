@@ -9,14 +9,18 @@ Each round runs, one after another (so that a shared machine slows them alike):
 - `command`: `python -m hififace swap --source S --target T --output O.png` in a fresh process, as a
   user types it; its wall time from launch to exit (for each `--dtypes`, default float32 and auto);
 - `phases`: the same command in a fresh process through `cli.main`, with the pipeline's steps timed
-  (Python start-up, imports, model loading, detector loading, source encoding, the target's swap,
-  writing; `--probe`, internal);
+  (`--probe`, internal): Python start-up; imports (torch, the package); model loading; the wait
+  for the detector (its load in this process, or the wait for the child process that `hififace
+  swap` starts before torch's import, whose own load time is kept as `detector_in_child`,
+  overlapped); source encoding; the target's swap; writing;
 - `warm`: `HifiFacePipeline.swap(source, target)` in this process with everything loaded, fp32:
   detection, alignment, the priors of source and target, the generator and the paste-back, the
   work of one swap without any of the start-up.
 
-The ratio command / warm is the goal of issue 16 (at most 2 for fp32). Writes
-benchmarks/results/cold_start-<machine>.json.
+The ratio command / warm is the goal of issue 16 (at most 2 for fp32). With `--baseline-src DIR`
+(an extracted copy of an earlier commit: `git archive 2f9aa14 | tar -x -C DIR`) each round also runs
+the fp32 command and the phased command from DIR, for a before/after measured in the same run
+against the same warm swap. Writes benchmarks/results/cold_start-<machine>.json.
 """
 
 from __future__ import annotations
@@ -31,12 +35,16 @@ import time
 from pathlib import Path
 
 PHASES = ["startup", "imports", "model", "detector", "source", "swap", "write"]
+BASELINE = "baseline fp32"
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the synthetic release, saved)")
     parser.add_argument(
         "--dtypes", nargs="+", default=["float32", "auto"], help="--dtype of the timed commands"
+    )
+    parser.add_argument(
+        "--baseline-src", metavar="DIR", help="an earlier tree of this repository to time in the same rounds"
     )
     parser.add_argument("--probe", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # internal
 
@@ -59,16 +67,47 @@ def main() -> None:
         warm = _warm_pipeline(model_dir)
         warm.swap(source, target)  # warm-up: first-call allocations, oneDNN primitive caches
         times: dict[str, list[float]] = {f"command --dtype {d}": [] for d in args.dtypes}
+        baseline = args.baseline_src and str(Path(args.baseline_src).resolve())
+        if baseline:
+            times[BASELINE] = []
         times["warm swap (fp32)"] = []
-        phases: list[dict] = []
+        phases: dict[str, list[dict]] = {"this tree": [], **({"baseline": []} if baseline else {})}
+        cpu: dict[str, list[float]] = {}  # CPU seconds of each command, all its processes
+        probe_argv = [
+            "--model",
+            str(model_dir),
+            *command,
+            "--output",
+            str(tmp / "p.png"),
+            "--dtype",
+            "float32",
+        ]
         for i in range(rounds):
             for dtype in args.dtypes:
                 out = tmp / f"out-{dtype}-{i}.png"
                 argv = ["--model", str(model_dir), *command, "--output", str(out), "--dtype", dtype]
                 times[f"command --dtype {dtype}"].append(
-                    _wall([sys.executable, "-m", "hififace", "swap", *argv])
+                    _wall([sys.executable, "-m", "hififace", "swap", *argv], cpu=cpu.setdefault(dtype, []))
                 )
-            phases.append(_probe_run(["--model", str(model_dir), *command, "--output", str(tmp / "p.png")]))
+            if baseline:
+                argv = [
+                    "--model",
+                    str(model_dir),
+                    *command,
+                    "--output",
+                    str(tmp / f"b-{i}.png"),
+                    "--dtype",
+                    "float32",
+                ]
+                times[BASELINE].append(
+                    _wall(
+                        [sys.executable, "-m", "hififace", "swap", *argv],
+                        baseline,
+                        cpu.setdefault(BASELINE, []),
+                    )
+                )
+                phases["baseline"].append(_probe_run(probe_argv, baseline))
+            phases["this tree"].append(_probe_run(probe_argv))
             start = time.perf_counter()
             warm.swap(source, target)
             times["warm swap (fp32)"].append(time.perf_counter() - start)
@@ -85,7 +124,18 @@ def main() -> None:
             k: {"median": medians[k], "min": min(v), "max": max(v), "runs": v} for k, v in times.items()
         },
         "ratio_vs_warm_swap": {k: medians[k] / warm_s for k in medians},
-        "phases_s_median": {p: float(np.median([r[p] for r in phases])) for p in PHASES},
+        # each round's command over the warm swap of the same round: steadier on a shared machine
+        "ratio_vs_warm_swap_per_round_median": {
+            k: float(np.median([t / w for t, w in zip(v, times["warm swap (fp32)"], strict=True)]))
+            for k, v in times.items()
+        },
+        "cpu_s_median": {k: float(np.median(v)) for k, v in cpu.items()},
+        "cpu_s_runs": cpu,
+        "baseline_src": baseline or None,
+        "phases_s_median": {
+            tree: {p: float(np.median([r[p] for r in runs])) for p in [*PHASES, "other", "detector_in_child"]}
+            for tree, runs in phases.items()
+        },
         "phases_s_runs": phases,
     }
     if not args.quick and "float32" in args.dtypes:
@@ -95,24 +145,33 @@ def main() -> None:
         }
     for k, v in result["ratio_vs_warm_swap"].items():
         print(f"{k:28} {medians[k]:6.2f} s  {v:5.2f}x the warm swap")
-    print("phases (median s): " + ", ".join(f"{p} {s:.2f}" for p, s in result["phases_s_median"].items()))
+    for tree, medians_of in result["phases_s_median"].items():
+        print(f"phases of {tree} (median s): " + ", ".join(f"{p} {s:.2f}" for p, s in medians_of.items()))
     save("cold_start", result, args)
 
 
-def _wall(command: list[str]) -> float:
+def _wall(command: list[str], src: str | None = None, cpu: list[float] | None = None) -> float:
+    """Wall seconds of `command`; appends its CPU seconds (its processes together) to `cpu`."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=_env())
-    return time.perf_counter() - start
+    subprocess.run(command, check=True, capture_output=True, env=_env(src))
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
+    return wall
 
 
-def _env() -> dict[str, str]:
-    repo = str(Path(__file__).resolve().parents[1])
+def _env(src: str | None = None) -> dict[str, str]:
+    repo = src or str(Path(__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": repo + (os.pathsep + path if path else "")}
 
 
-def _probe_run(argv: list[str]) -> dict:
-    env = {**_env(), "HIFIFACE_LAUNCHED_AT": repr(time.time())}
+def _probe_run(argv: list[str], src: str | None = None) -> dict:
+    env = {**_env(src), "HIFIFACE_LAUNCHED_AT": repr(time.time())}
     done = subprocess.run(
         [sys.executable, __file__, "--probe", *argv], check=True, capture_output=True, text=True, env=env
     )
@@ -120,42 +179,115 @@ def _probe_run(argv: list[str]) -> dict:
 
 
 def probe(argv: list[str]) -> None:
-    """In a fresh process: run `hififace swap` through `cli.main` with its steps timed; print JSON."""
+    """In a fresh process: run `hififace swap` through `cli.main` with its steps timed; print JSON.
+
+    Nothing is imported ahead of the command (it starts its detector process before torch's
+    import): the pipeline's steps are wrapped as their modules are imported (`_after_import`).
+    "imports" is the time from here to the model's loading, less the detector's start.
+    """
     started = time.time()
     phases = {"startup": started - float(os.environ["HIFIFACE_LAUNCHED_AT"])}
     clock = time.perf_counter()
-    import torch  # noqa: F401  (what `hififace swap` imports before it loads anything)
-    import tqdm  # noqa: F401
-
-    from hififace import cli, pipeline
-
-    phases["imports"] = time.perf_counter() - clock
-    spent: dict[str, float] = {}
+    spans: dict[str, list[tuple[float, float]]] = {}
+    child: list[float] = []
 
     def timed(owner, name: str, phase: str) -> None:  # a plain function on the class: also for classmethods
-        original = getattr(owner, name)
+        original = getattr(owner, name, None)
+        if original is None:  # an older tree without it
+            return
 
         def wrapper(*args, **kwargs):
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
-                spent[phase] = spent.get(phase, 0.0) + time.perf_counter() - start
+                spans.setdefault(phase, []).append((start, time.perf_counter()))
 
         setattr(owner, name, wrapper)
 
-    timed(pipeline, "load_detector", "detector")
-    timed(pipeline.HifiFacePipeline, "from_pretrained", "model")
-    timed(pipeline.HifiFacePipeline, "encode_source", "source")
-    timed(pipeline.HifiFacePipeline, "swap", "swap")
-    timed(pipeline.SwapResult, "save", "write")
+    def patch_pipeline(pipeline) -> None:
+        timed(pipeline, "load_detector", "detector")
+        timed(pipeline.HifiFacePipeline, "from_pretrained", "model")
+        timed(pipeline.HifiFacePipeline, "encode_source", "source")
+        timed(pipeline.HifiFacePipeline, "swap", "swap")
+        timed(pipeline.SwapResult, "save", "write")
+
+    def patch_detection(detection) -> None:
+        process = getattr(detection, "DetectorProcess", None)
+        if process is None:
+            return
+        timed(process, "__init__", "detector")
+        timed(process, "wait", "detector")
+        close = process.close
+
+        def closing(self) -> None:
+            child.append(self.load_seconds or 0.0)
+            close(self)
+
+        process.close = closing
+
+    _after_import({"hififace.pipeline": patch_pipeline, "hififace.faces.detection": patch_detection})
+    from hififace import cli
+
     if cli.main(["swap", *argv]) != 0:
         raise SystemExit("the probed command failed")
-    spent["model"] -= spent.get("detector", 0.0)  # from_pretrained loads both
-    phases.update({p: spent.get(p, 0.0) for p in PHASES[2:]})
+    # Nested calls (encode_source within encode_sources, the detector's load within from_pretrained
+    # in older trees) are counted once, in the innermost phase.
+    model_start, model_end = spans["model"][0]
+    detector = _union(spans.get("detector", []))
+    phases["imports"] = model_start - clock - _within(detector, clock, model_start)
+    phases["model"] = model_end - model_start - _within(detector, model_start, model_end)
+    phases["detector"] = _within(detector, clock, float("inf"))
+    swap = _union(spans["swap"])
+    source = _union(spans.get("source", []))
+    phases["source"] = _within(source, clock, float("inf")) - sum(_within(source, a, b) for a, b in swap)
+    phases["swap"] = _within(swap, clock, float("inf"))
+    phases["write"] = _within(_union(spans["write"]), clock, float("inf"))
     phases["total_in_process"] = time.time() - started
     phases["other"] = phases["total_in_process"] - sum(phases[p] for p in PHASES[1:])
+    phases["detector_in_child"] = sum(child)  # overlapped with the imports and the model: not in the total
     print(json.dumps(phases))
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _within(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of the (disjoint) spans that lie between start and end."""
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in spans)
+
+
+def _after_import(patches: dict) -> None:
+    """Call patches[name](module) right after each named module is first imported."""
+    import importlib.abc
+    import importlib.util
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name not in patches:
+                return None
+            sys.meta_path.remove(self)  # find the real spec, then wrap its loader
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                sys.meta_path.insert(0, self)
+            exec_module = spec.loader.exec_module
+
+            def run(module) -> None:
+                exec_module(module)
+                patches.pop(name)(module)
+
+            spec.loader.exec_module = run
+            return spec
+
+    sys.meta_path.insert(0, Finder())
 
 
 def _save_model(folder: Path, quick: bool) -> Path:
