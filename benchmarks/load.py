@@ -13,9 +13,9 @@ requests/s over the burst (first send to last answer), median and maximum latenc
 the batch sizes the queue formed. The modes alternate for `--rounds` rounds (a shared machine slows
 them alike); medians over rounds are compared.
 
-The pure generator gain is measured in the same run: `swap_faces` on 1, 4 and 8 faces (the pipeline's
-`batch_size` set to the count, so that each is one generator call), interleaved, as seconds per
-face. On a CPU a batch of faces costs about as much per face as one face alone, so batching cannot
+The pure generator gain is measured in the same run, first (before any server or client thread
+exists): `swap_faces` on 1, 4 and 8 faces (the pipeline's `batch_size` set to the count, so that
+each is one generator call), interleaved, as seconds per face. On a CPU a batch of faces costs about as much per face as one face alone, so batching cannot
 raise throughput there and each user waits for the whole batch; on a GPU the per-face time falls
 with the batch. Writes benchmarks/results/load-<machine>.json.
 """
@@ -36,8 +36,8 @@ from common import (
     machine_info,
     parse_args,
     release_model,
-    run_interleaved,
     save,
+    synchronize,
     timing_summary,
     tiny_model,
     weights_note,
@@ -72,6 +72,8 @@ def burst(url: str, photo: Path, downloads: str) -> tuple[dict, list[str]]:
     with ThreadPoolExecutor(CLIENTS) as pool:  # a client's second request waits for its first answer
         answers = list(pool.map(one, range(REQUESTS)))
     wall = time.perf_counter() - start
+    for client in clients:  # their heartbeat threads would otherwise run on through later rounds
+        client.close()
     latencies = [latency for latency, _ in answers]
     stats = {
         "requests_per_s": REQUESTS / wall,
@@ -83,23 +85,32 @@ def burst(url: str, photo: Path, downloads: str) -> tuple[dict, list[str]]:
 
 
 def generator_gain(pipeline, photo: np.ndarray, args) -> dict:
-    """Seconds per face of `swap_faces` on 1, 4 and 8 faces, each one generator call, interleaved."""
+    """Seconds per face of `swap_faces` on 1, 4 and 8 faces, each one generator call, interleaved.
+
+    Each timed call follows an untimed call of the same size, so that each size is timed warm and
+    not right after another size's allocations (timed that way, one face took 6.6 to 15 s here,
+    while the whole one-face request took about 2 s in the app).
+    """
     source = pipeline.encode_source(photo)
     face = pipeline.detect_faces(photo)[0]
 
-    def swap(count: int):
-        def run():
-            pipeline.batch_size = count
-            return pipeline.swap_faces(source, [(photo, face)] * count)
+    def swap(count: int) -> None:
+        pipeline.batch_size = count
+        pipeline.swap_faces(source, [(photo, face)] * count)
 
-        return run
-
-    variants = {f"{n} faces": swap(n) for n in GENERATOR_BATCHES}
-    repeats = args.repeats or (2 if args.quick else 3)
-    record = run_interleaved(variants, args.warmup, repeats, args.device)
+    times: dict[int, list[float]] = {n: [] for n in GENERATOR_BATCHES}
+    for round_ in range(args.warmup + (args.repeats or (2 if args.quick else 3))):
+        for n in GENERATOR_BATCHES:
+            swap(n)
+            synchronize(args.device)
+            start = time.perf_counter()
+            swap(n)
+            synchronize(args.device)
+            if round_ >= args.warmup:
+                times[n].append(time.perf_counter() - start)
     out = {}
     for n in GENERATOR_BATCHES:
-        summary = timing_summary(record[f"{n} faces"]["times"], n)
+        summary = timing_summary(times[n], n)
         out[f"{n}_faces"] = {
             "median_s": summary["median_s"],
             "seconds_per_face": summary["seconds_per_image"],
@@ -136,6 +147,8 @@ def main() -> None:
     photo = work / "astronaut.png"
     Image.fromarray(data.astronaut()).save(photo)
     info = machine_info(args.device)
+    gain = generator_gain(pipeline, data.astronaut(), args)  # first: nothing else runs in the process yet
+    print("generator", gain)
 
     batches: list[int] = []
     swap_many = pipeline.swap_many
@@ -155,9 +168,9 @@ def main() -> None:
     first_results: dict[str, str] = {}
     try:
         for mode in modes:  # warm-up: one request each
-            Client(urls[mode], verbose=False, download_files=str(work / f"downloads-{mode}")).predict(
-                handle_file(photo), handle_file(photo), api_name="/swap_image"
-            )
+            client = Client(urls[mode], verbose=False, download_files=str(work / f"downloads-{mode}"))
+            client.predict(handle_file(photo), handle_file(photo), api_name="/swap_image")
+            client.close()
         for _ in range(args.rounds or (1 if args.quick else 2)):
             for mode in modes:
                 batches.clear()
@@ -170,8 +183,6 @@ def main() -> None:
         for demo in demos.values():
             demo.close()
     pictures = [np.asarray(Image.open(first_results[mode]).convert("RGB"), np.int16) for mode in modes]
-    gain = generator_gain(pipeline, data.astronaut(), args)
-    print("generator", gain)
     shutil.rmtree(work, ignore_errors=True)
 
     def median(mode: str, key: str) -> float:

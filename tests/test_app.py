@@ -624,8 +624,9 @@ def test_batched_app_keeps_the_api_and_runs_waiting_requests_together(
     PILImage.fromarray(data.coffee()).save(coffee)
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    clients = []
     try:
-        clients = [Client(url, verbose=False, download_files=str(tmp_path / "client")) for _ in range(4)]
+        clients += [Client(url, verbose=False, download_files=str(tmp_path / "client")) for _ in range(4)]
         rgb, rgba = handle_file(photos["rgb"]), handle_file(photos["rgba"])
         first = clients[0].submit(rgb, rgba, api_name="/swap_image")
         assert started.wait(60)
@@ -641,6 +642,8 @@ def test_batched_app_keeps_the_api_and_runs_waiting_requests_together(
         results = [job.result(timeout=120) for job in (first, *jobs)]
     finally:
         release.set()
+        for client in clients:
+            client.close()
         demo.close()
     assert batches == [1, 3]  # the three waiting users' requests went through as one batch
     assert results[2] is None  # the faceless source: no picture for that user only
