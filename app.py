@@ -71,8 +71,8 @@ DELETE_EVERY = 60
 MAX_QUEUE = 20  # waiting requests past which new ones get "queue is full, try again"
 # Image swaps of different users that run through the generator together (`--batch-size`). On a GPU
 # a batch of faces costs little more than one; on a CPU the generator's time grows with the faces
-# and each user waits for the whole batch (benchmarks/load.py, README "Load": 0.98x the requests/s
-# at 8 on 2 cores, the generator 0.81x the faces/s), so there it is 1.
+# and each user waits for the whole batch (benchmarks/load.py, README "Load": 0.96x the requests/s
+# at 8 on 2 cores, the generator 0.52x the faces/s), so there it is 1.
 BATCH_SIZE_GPU = 8
 BATCH_SIZE_CPU = 1
 

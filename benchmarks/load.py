@@ -16,7 +16,7 @@ them alike); medians over rounds are compared.
 The pure generator gain is measured in the same run, first (before any server or client thread
 exists): `swap_faces` on 1, 4 and 8 faces (the pipeline's `batch_size` set to the count, so that
 each is one generator call), interleaved, in a worker thread as the app runs it, as seconds per
-face. On this project's CPU a face cost no less in a batch than alone (8 at once: 0.81x the faces
+face. On this project's CPU a face cost more in a batch than alone (8 at once: 0.52x the faces
 per second), so batching cannot raise throughput there and each user waits for the whole batch; on
 a GPU the per-face time falls with the batch. Writes benchmarks/results/load-<machine>.json.
 """
