@@ -19,7 +19,8 @@ Uploads are handed to the pipeline as files and decoded by the project's own loa
 limit, read from the header before decoding, the same RGBA and 16-bit handling and one-line errors
 as the command line). Uploads and results are deleted after `--delete-after` seconds and when the
 app stops. A bounded queue turns requests away
-with "try again" when it is full.
+with "try again" when it is full. With `--batch-size N` (default: 8 on a GPU, 1 on a CPU), the
+image swaps of up to N waiting users go through the generator together (Gradio batching).
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ RESPONSIBLE_USE = (
 DELETE_AFTER = 600
 DELETE_EVERY = 60
 MAX_QUEUE = 20  # waiting requests past which new ones get "queue is full, try again"
+# Image swaps of different users that run through the generator together (`--batch-size`). On a GPU
+# a batch of faces costs little more than one; on a CPU the generator's time grows with the faces
+# and each user waits for the whole batch (benchmarks/load.py, README "Load": 0.96x the requests/s
+# at 8 on 2 cores, the generator 0.52x the faces/s), so there it is 1.
+BATCH_SIZE_GPU = 8
+BATCH_SIZE_CPU = 1
+
+
+def default_batch_size(device: Any) -> int:
+    """`--batch-size` when none is given: `BATCH_SIZE_GPU` on a CUDA device, `BATCH_SIZE_CPU` elsewhere."""
+    return BATCH_SIZE_GPU if str(device).startswith("cuda") else BATCH_SIZE_CPU
 
 
 def privacy_note(delete_after: int = DELETE_AFTER, every: int = DELETE_EVERY) -> str:
@@ -165,6 +177,7 @@ def build_demo(
     examples_dir: Path | None = None,
     delete_after: int = DELETE_AFTER,
     delete_every: int = DELETE_EVERY,
+    batch_size: int = 1,
 ) -> gr.Blocks:
     """The app's page for a loaded pipeline: an Image tab and a Video tab on the same handlers.
 
@@ -174,7 +187,11 @@ def build_demo(
         examples_dir (Path, optional): where the example files are written.
         delete_after (int, default 600): seconds after which uploads and results are deleted.
         delete_every (int, default 60): seconds between two deletion rounds.
+        batch_size (int, default 1): image swaps of different users run through the generator
+            together (`/swap_image` as a Gradio batch); 1 runs each request on its own.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     output_dir = Path(tempfile.mkdtemp(prefix="hififace-app-"))
     # The page runs handlers at once (the face gallery while a swap runs, the Live tab beside both).
     pipeline.detector = SerialDetector(pipeline.detector)
@@ -192,7 +209,8 @@ def build_demo(
         gr.Markdown(privacy_note(delete_after, delete_every), elem_id="privacy")
         with gr.Tabs():
             with gr.Tab("Image"):
-                _image_tab(swap_image, examples, pipeline)
+                batched = _batched_image_handler(pipeline, output_dir) if batch_size > 1 else None
+                _image_tab(swap_image, examples, pipeline, batched, batch_size)
             with gr.Tab("Video"):
                 _video_tab(swap_video, examples)
             with gr.Tab("Live"):
@@ -296,25 +314,12 @@ def _handlers(
             more_sources: more photos of the same person, averaged with the source.
             mapping, mapping_files: (source, reference) file names and the uploaded files they name.
         """
-        pairs = _mapping_pairs(mapping, mapping_files)
-        source = _sources(source, more_sources) if not pairs else None
-        _require(source is not None or bool(pairs), "Upload a source image: the face to put in.")
-        _require(target, "Upload a target image: the picture to put the face into.")
-        _require(
-            face != "reference" or reference is not None,
-            "Upload a reference face (Advanced) to use that choice.",
-        )
-        with _as_gradio_error(*_upload_folders(source, target, reference)):
-            result = pipeline.swap(
-                source,
-                target,
-                face=face or "largest",
-                reference=reference,
-                identity_strength=float(identity_strength),
-                shape_strength=float(shape_strength),
-                **_quality(pipeline, masks, regions, mask_padding, enhancer_blend),
-                mapping=pairs or None,
-            )
+        request, folders = _image_request(
+            pipeline, source, target, face, reference, identity_strength, shape_strength, masks,
+            regions, mask_padding, enhancer_blend, more_sources, mapping, mapping_files,
+        )  # fmt: skip
+        with _as_gradio_error(*folders):
+            result = pipeline.swap(**request)
         path = save_image(output_dir / f"swapped-{uuid.uuid4().hex[:12]}.png", result.image, AI_METADATA)
         return str(path), _intermediates(result) | _closeups(target, result, str(path))
 
@@ -373,8 +378,101 @@ def _handlers(
     return swap_image, swap_video
 
 
-def _image_tab(swap_image: Callable, examples: dict[str, list] | None, pipeline: HifiFacePipeline) -> None:
-    """Inputs, result, options and the intermediates viewer of the Image tab (inside a gr.Tab)."""
+def _batched_image_handler(pipeline: HifiFacePipeline, output_dir: Path) -> Callable:
+    """`/swap_image` as a Gradio batch (`batch=True`): the image swaps of several waiting users at once.
+
+    Gradio calls it with one list per input (an entry per request) and takes one list per output.
+    Each request is checked and turned into `swap`'s arguments as the one-at-a-time handler does
+    (`_image_request`: masks, several sources, face mapping, restoration blend); then
+    `HifiFacePipeline.swap_many` runs the faces of all of them through the generator together.
+    Results, intermediates and close-ups are kept per request as the one-at-a-time handler keeps
+    them. A request that fails gets no picture and its own message in its state, which the page
+    shows to that user alone (`_show_all`); the others get their results. Alone in its batch, a
+    request fails with its message exactly as the one-at-a-time handler does. (A Gradio batch
+    cannot fail one request: an API client whose request fails beside others gets `None`.)
+    """
+
+    def batch_seconds(source=None, target=None, face=None, *rest, **options) -> int:
+        faces = list(face or [])
+        guess = GUESSED_FACES if any(f in ("all", "reference") for f in faces) else 1
+        return gpu_seconds(frames=max(1, len(faces)), faces=guess)
+
+    # The names, defaults and docstring are one request's: Gradio shows them as the API (the same as
+    # the one-at-a-time handler's) and fills in omitted ones per request; the values arrive as lists.
+    # (This function is long only by that signature and docstring.)
+    @gpu(duration=batch_seconds)
+    def swap_image(
+        source,
+        target,
+        face="largest",
+        reference=None,
+        identity_strength=1.0,
+        shape_strength=1.0,
+        masks=None,
+        regions=None,
+        mask_padding=None,
+        enhancer_blend=None,
+        more_sources=None,
+        mapping=None,
+        mapping_files=None,
+    ):
+        """Swap the face of a source photo into a target photo (an AI-generated result, PNG).
+
+        Args:
+            source: photo with the face to put in (its largest face).
+            target: photo to put the face into.
+            face: which target faces: largest, all, reference, or a face index from the left (0, 1, ...).
+            reference: with face="reference", a photo of the person to replace.
+            identity_strength: 0 to 1, how much of the source's identity.
+            shape_strength: 0 to 1, how much of the source's face shape.
+            masks, regions, mask_padding: paste-back masks (model, box, region, occlusion), the face
+                parts swapped with "region", and the box mask's feather.
+            enhancer_blend: 0 to 1, how much of the restored face (with an enhancer loaded).
+            more_sources: more photos of the same person, averaged with the source.
+            mapping, mapping_files: (source, reference) file names and the uploaded files they name.
+        """
+        columns = (source, target, face, reference, identity_strength, shape_strength, masks, regions,
+                   mask_padding, enhancer_blend, more_sources, mapping, mapping_files)  # fmt: skip
+        requests: dict[int, dict[str, Any]] = {}
+        folders: dict[int, list[str]] = {}
+        messages: dict[int, str] = {}
+        for i, values in enumerate(zip(*columns, strict=True)):
+            try:
+                requests[i], folders[i] = _image_request(pipeline, *values)
+            except gr.Error as error:
+                messages[i] = error.message
+            except Exception as error:  # one user's odd API input must not fail the batch's others
+                logger.exception("image request %d of a batch could not be read", i + 1)
+                messages[i] = f"This request could not be read ({type(error).__name__}: {error})."
+        paths: list[str | None] = [None] * len(source)
+        states: list[dict[str, Any]] = [{} for _ in source]
+        for i, result in zip(requests, pipeline.swap_many(list(requests.values())), strict=True):
+            if isinstance(result, SwapError):
+                messages[i] = _error_message(result, *folders[i])
+                continue
+            path = save_image(output_dir / f"swapped-{uuid.uuid4().hex[:12]}.png", result.image, AI_METADATA)
+            paths[i], states[i] = str(path), _intermediates(result) | _closeups(target[i], result, str(path))
+        if len(source) == 1 and messages:
+            raise gr.Error(messages[0])
+        for i, message in sorted(messages.items()):
+            states[i] = {"error": message}
+            logger.info("image request %d of a batch of %d failed: %s", i + 1, len(source), message)
+        return paths, states
+
+    return swap_image
+
+
+def _image_tab(
+    swap_image: Callable,
+    examples: dict[str, list] | None,
+    pipeline: HifiFacePipeline,
+    swap_images: Callable | None = None,
+    batch_size: int = 1,
+) -> None:
+    """Inputs, result, options and the intermediates viewer of the Image tab (inside a gr.Tab).
+
+    With `swap_images` (`_batched_image_handler`) and a `batch_size` over 1, the swap button and
+    `/swap_image` run it as a Gradio batch; the examples always run `swap_image`."""
     with gr.Row():
         source = uploaded_image(label="Source face", elem_id="image-source")
         target = uploaded_image(label="Target image", elem_id="image-target")
@@ -411,11 +509,13 @@ def _image_tab(swap_image: Callable, examples: dict[str, list] | None, pipeline:
             label="Examples (photos shipped with scikit-image and insightface)",
         )
 
+    batching = {"batch": True, "max_batch_size": batch_size} if swap_images and batch_size > 1 else {}
     run.click(
-        swap_image,
+        swap_images if batching else swap_image,
         [source, target, face, reference, identity, shape, *quality],
         [result, state],
         api_name="swap_image",
+        **batching,
     ).then(_show_all, [state, *toggles], views, api_visibility="private", queue=False).then(
         _look, state, [slider, closeups], api_visibility="private", queue=False
     )
@@ -753,12 +853,13 @@ def create_app(
     parser: str | None = None,
     enhancer: str | None = None,
     delete_after: int = DELETE_AFTER,
+    batch_size: int | None = None,
 ) -> gr.Blocks:
     """Load the pipeline once and build the page, or the how-to-get-weights page without a model.
 
     `detector` defaults to the model's saved pipeline setting (else "auto"); `dtype` "auto" runs
     bfloat16 + channels-last on hardware with native bf16, else float32; `revision` is the branch,
-    tag or commit of a Hub model repository."""
+    tag or commit of a Hub model repository; `batch_size` defaults to `default_batch_size(device)`."""
     if not model:
         return build_no_model_demo()
     options = {"dtype": dtype} if dtype else {}
@@ -777,7 +878,11 @@ def create_app(
     logger.info("hififace: %s on %s (dtype %s)", pipeline.precision, device, dtype)
     every = max(1, min(DELETE_EVERY, delete_after))
     return build_demo(
-        pipeline, max_video_frames=max_video_frames, delete_after=delete_after, delete_every=every
+        pipeline,
+        max_video_frames=max_video_frames,
+        delete_after=delete_after,
+        delete_every=every,
+        batch_size=default_batch_size(pipeline.device) if batch_size is None else batch_size,
     )
 
 
@@ -835,7 +940,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=MAX_QUEUE,
         help=f"waiting requests past which new ones are told to try again (default {MAX_QUEUE})",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"image swaps of up to N waiting users run through the generator together (default "
+        f"{BATCH_SIZE_GPU} on a GPU, {BATCH_SIZE_CPU} on a CPU: measured in benchmarks/load.py)",
+    )
     return parser.parse_args(argv)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
@@ -852,8 +971,9 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
         parser=args.parser,
         enhancer=args.enhancer,
         delete_after=args.delete_after,
+        batch_size=args.batch_size,
     )
-    # one swap at a time (the model is shared); past max_size Gradio answers "Queue is full! Please
+    # one swap (or one batch of image swaps) at a time (the model is shared); past max_size Gradio answers "Queue is full! Please
     # try again." instead of letting waits grow without end
     demo.queue(default_concurrency_limit=1, max_size=args.max_queue)
     demo.launch(
@@ -955,6 +1075,50 @@ def _quality(pipeline: HifiFacePipeline, masks, regions, mask_padding, enhancer_
     return options
 
 
+def _image_request(
+    pipeline: HifiFacePipeline,
+    source: Any,
+    target: Any,
+    face: Any,
+    reference: Any,
+    identity_strength: Any,
+    shape_strength: Any,
+    masks: Any,
+    regions: Any,
+    mask_padding: Any,
+    enhancer_blend: Any,
+    more_sources: Any,
+    mapping: Any,
+    mapping_files: Any,
+) -> tuple[dict[str, Any], list[str]]:
+    """One image request's `HifiFacePipeline.swap` arguments, and its upload folders (kept out of messages).
+
+    Raises:
+        gr.Error: a missing upload or reference, a bad face-mapping row, mask options the pipeline refuses.
+    """
+    pairs = _mapping_pairs(mapping, mapping_files)
+    source = _sources(source, more_sources) if not pairs else None
+    _require(source is not None or bool(pairs), "Upload a source image: the face to put in.")
+    _require(target, "Upload a target image: the picture to put the face into.")
+    _require(
+        face != "reference" or reference is not None,
+        "Upload a reference face (Advanced) to use that choice.",
+    )
+    folders = _upload_folders(source, target, reference)
+    with _as_gradio_error(*folders):
+        request = dict(
+            source=source,
+            target=target,
+            face=face or "largest",
+            reference=reference,
+            identity_strength=float(identity_strength),
+            shape_strength=float(shape_strength),
+            **_quality(pipeline, masks, regions, mask_padding, enhancer_blend),
+            mapping=pairs or None,
+        )
+    return request, folders
+
+
 def _sources(source: Any, more: Any) -> Any:
     """The source photo and any extra photos of the same person, as one list (or the one photo)."""
     extra = [getattr(f, "name", f) for f in (more or [])]
@@ -997,10 +1161,15 @@ def _as_gradio_error(hide: str | None = None, *more: str | None) -> Iterator[Non
     try:
         yield
     except SwapError as error:
-        message = str(error)
-        for folder in (hide, *more):
-            message = message.replace(folder, "") if folder else message
-        raise gr.Error(message[:1].upper() + message[1:]) from error
+        raise gr.Error(_error_message(error, hide, *more)) from error
+
+
+def _error_message(error: SwapError, *hide: str | None) -> str:
+    """The pipeline's one-line message for the page: the folders `hide` removed, a capital first."""
+    message = str(error)
+    for folder in hide:
+        message = message.replace(folder, "") if folder else message
+    return message[:1].upper() + message[1:]
 
 
 def _intermediates(result: SwapResult) -> dict[str, np.ndarray]:

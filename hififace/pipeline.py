@@ -36,8 +36,8 @@ import inspect
 import json
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,7 @@ __all__ = [
     "NoFaceError",
     "SourceIdentity",
     "SwapError",
+    "SwapRequest",
     "SwapResult",
 ]
 
@@ -210,6 +211,40 @@ class SwapResult:
             for name, picture in face.intermediates().items():
                 written.append(save_image(folder / f"{prefix}face{i}_{name}.png", picture, AI_METADATA))
         return written
+
+
+@dataclass
+class SwapRequest:
+    """The arguments of one `HifiFacePipeline.swap` call, for `swap_many` (same names, same defaults).
+
+    Attributes:
+        source, target, face, reference, identity_strength, shape_strength, mask_erode,
+        mask_blur, masks, regions, mask_padding, mapping, enhancer_blend: as in `swap`.
+    """
+
+    source: Any = None
+    target: Any = None
+    face: str | int | FaceChoice = "largest"
+    reference: Any = None
+    identity_strength: float = 1.0
+    shape_strength: float = 1.0
+    mask_erode: int | None = None
+    mask_blur: int | None = None
+    masks: MaskOptions | str | Sequence[str] | None = None
+    regions: str | Sequence[str] | None = None
+    mask_padding: float | Sequence[float] | None = None
+    mapping: Any = None
+    enhancer_blend: float | None = None
+
+
+@dataclass
+class _PreparedRequest:
+    """A request read, detected and chosen: its faces grouped by source, ready for the generator."""
+
+    request: SwapRequest
+    image: Image
+    groups: list[tuple[SourceIdentity, list[Face]]]
+    options: MaskOptions
 
 
 class HifiFacePipeline:
@@ -849,41 +884,22 @@ class HifiFacePipeline:
             one FaceSwap per face, in order: I_r, I_low, M_r, M_low, I_out and the crops.
         """
         self.check_inputs(identity_strength, shape_strength)
-        aligned = [align_face(image, face.landmarks, self.image_size, self.template) for image, face in faces]
         code = _code_to(source.code, self.device)
-        per_face = len(code) > 1
-        if per_face and len(code) != len(faces):
+        if len(code) > 1 and len(code) != len(faces):
             raise ValueError(f"the source has {len(code)} identity codes for {len(faces)} faces")
-        swaps = []
-        for start in range(0, len(aligned), self.batch_size):
-            chunk = aligned[start : start + self.batch_size]
-            rows = slice(start, start + len(chunk))
-            with self._inference():
-                out = self.model(
-                    type(code)(coeffs=code.coeffs[rows], embedding=code.embedding[rows])
-                    if per_face
-                    else code,
-                    self._to_tensor([crop for crop, _ in chunk]),
-                    shape_strength=shape_strength,
-                    identity_strength=identity_strength,
-                )
-            images = {
-                k: tensor_to_images(getattr(out, k))
-                for k in ("image_out", "image", "image_low", "mask", "mask_low")
-            }
-            for i, (crop, matrix) in enumerate(chunk):
-                face = faces[start + i][1]
-                swaps.append(
-                    FaceSwap(
-                        box=tuple(float(v) for v in face.box),
-                        landmarks=np.asarray(face.landmarks, dtype=np.float32),
-                        matrix=matrix,
-                        source_crop=source.crop,
-                        target_crop=crop,
-                        **{k: v[i] for k, v in images.items()},
-                    )
-                )
-        return swaps
+        if len(code) > 1:  # a code per face: several sources' codes concatenated
+            rows = [
+                type(code)(coeffs=code.coeffs[i : i + 1], embedding=code.embedding[i : i + 1])
+                for i in range(len(code))
+            ]
+            sources = [replace(source, code=row) for row in rows]
+        else:
+            sources = [source] * len(faces)
+        jobs = [
+            (s, image, face, identity_strength, shape_strength)
+            for s, (image, face) in zip(sources, faces, strict=True)
+        ]
+        return self._swap_jobs(jobs, self.batch_size)
 
     def enhance_faces(self, swaps: Sequence[FaceSwap], blend: float | None = None) -> list[FaceSwap]:
         """Run the pipeline's enhancer on each I_r and keep the blend as `FaceSwap.enhanced`.
@@ -946,7 +962,155 @@ class HifiFacePipeline:
             image = paste_back(image, crop, swap.paste_mask, swap.matrix)
         return image
 
+    def swap_many(
+        self, requests: Sequence[SwapRequest | Mapping[str, Any]], max_batch: int | None = None
+    ) -> list[SwapResult | SwapError]:
+        """Several `swap` calls at once, their faces through the generator together (an app's users).
+
+        Each request is read, detected and chosen on its own with the public steps (sources
+        encoded once per batch when several requests name the same one); then every chosen face of
+        every request goes through the generator in chunks of `max_batch` faces, each face with
+        its own source's identity code (faces of different strengths in separate calls); then each request is
+        enhanced and composited on its own. Each result is what `swap` gives for that request
+        alone (the same pixels, up to float rounding between batch sizes: at most 1 level).
+
+        Args:
+            requests (sequence of SwapRequest, or of dicts of `swap`'s keyword arguments): the calls.
+            max_batch (int, optional): faces per generator call; default `batch_size`.
+
+        Returns:
+            one entry per request, in order: its SwapResult, or the SwapError it raised (a bad or
+            faceless photo, a wrong option); the other requests complete all the same.
+
+        Raises:
+            ValueError: `max_batch` < 1; TypeError: a dict with a name `swap` does not take.
+        """
+        max_batch = self.batch_size if max_batch is None else max_batch
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        requests = [r if isinstance(r, SwapRequest) else SwapRequest(**r) for r in requests]
+        results: list[SwapResult | SwapError | _PreparedRequest] = []
+        encoded: dict[Any, SourceIdentity | SwapError] = {}
+        for request in requests:
+            try:
+                results.append(self._prepare_request(request, encoded))
+            except SwapError as error:
+                results.append(error)
+        jobs = [
+            (i, source, prepared.image, found, prepared.request)
+            for i, prepared in enumerate(results)
+            if isinstance(prepared, _PreparedRequest)
+            for source, chosen in prepared.groups
+            for found in chosen
+        ]
+        swapped = self._swap_jobs(
+            [(s, image, f, r.identity_strength, r.shape_strength) for _, s, image, f, r in jobs], max_batch
+        )
+        per_request: dict[int, list[FaceSwap]] = {}
+        for (i, *_), swap in zip(jobs, swapped, strict=True):
+            per_request.setdefault(i, []).append(swap)
+        for i, prepared in enumerate(results):
+            if not isinstance(prepared, _PreparedRequest):
+                continue
+            request, swaps = prepared.request, sorted(per_request[i], key=lambda s: s.box[0])
+            try:
+                self.enhance_faces(swaps, request.enhancer_blend)
+                image = self.composite(
+                    prepared.image, swaps, request.mask_erode, request.mask_blur, masks=prepared.options
+                )
+                results[i] = SwapResult(_like_input(request.target, image), swaps, self.precision)
+            except SwapError as error:
+                results[i] = error
+        return results
+
     # ---------------------------------------------------------------- internals
+
+    def _prepare_request(
+        self, request: SwapRequest, encoded: dict[Any, SourceIdentity | SwapError]
+    ) -> _PreparedRequest:
+        """`swap`'s steps up to the generator, in `swap`'s order (so the same input fails the same way).
+
+        `encoded` holds the sources already encoded in this batch (or the error they raised).
+        """
+        self.check_inputs(request.identity_strength, request.shape_strength)
+        options = self.mask_options(request.masks, request.regions, request.mask_padding)
+        if request.enhancer_blend is not None:
+            check_blend(request.enhancer_blend)
+        if (request.source is None) == (request.mapping is None):
+            raise SwapError("give either a source or a face mapping (reference -> source), not both")
+        face_map = self.face_map(request.mapping) if request.mapping is not None else None
+        source: SourceIdentity | SwapError | None = None
+        if face_map is None:
+            key = _source_key(request.source)
+            if key is not None and key in encoded:
+                source = encoded[key]
+            else:
+                try:
+                    source = self.encode_source(request.source)
+                except SwapError as error:
+                    source = error
+                if key is not None:
+                    encoded[key] = source
+            if isinstance(source, SwapError):
+                raise source
+        image, name = self.read_image(request.target, "target")
+        faces = self.detect_faces(image)
+        if not faces:
+            raise NoFaceError("target", name)
+        if face_map is None:
+            choice = self.face_choice(request.face, request.reference)
+            groups = [(source, self.choose_faces(image, faces, choice, name=name))]
+        else:
+            groups = self.map_faces(image, faces, face_map, name=name)
+        return _PreparedRequest(request, image, groups, options)
+
+    def _swap_jobs(
+        self, jobs: Sequence[tuple[SourceIdentity, Image, Face, float, float]], max_batch: int
+    ) -> list[FaceSwap]:
+        """Align and swap faces of any sources, one generator call per `max_batch` faces of equal strengths.
+
+        What `swap_faces` (one source, one pair of strengths) and `swap_many` (several requests) run.
+        Each job is (source, image, face, identity_strength, shape_strength); faces of different
+        sources go through one call with a code row each. Returns one FaceSwap per job, in order.
+        """
+        swaps: list[FaceSwap | None] = [None] * len(jobs)
+        by_strength: dict[tuple[float, float], list[int]] = {}
+        for row, (*_, identity, shape) in enumerate(jobs):
+            by_strength.setdefault((float(identity), float(shape)), []).append(row)
+        for (identity, shape), rows in by_strength.items():
+            for start in range(0, len(rows), max_batch):
+                chunk = rows[start : start + max_batch]
+                aligned = [
+                    align_face(jobs[r][1], jobs[r][2].landmarks, self.image_size, self.template)
+                    for r in chunk
+                ]
+                codes = [_code_to(jobs[r][0].code, self.device) for r in chunk]
+                code = type(codes[0])(
+                    coeffs=torch.cat([c.coeffs for c in codes]),
+                    embedding=torch.cat([c.embedding for c in codes]),
+                )
+                with self._inference():
+                    out = self.model(
+                        code,
+                        self._to_tensor([crop for crop, _ in aligned]),
+                        shape_strength=shape,
+                        identity_strength=identity,
+                    )
+                images = {
+                    k: tensor_to_images(getattr(out, k))
+                    for k in ("image_out", "image", "image_low", "mask", "mask_low")
+                }
+                for i, (r, (crop, matrix)) in enumerate(zip(chunk, aligned, strict=True)):
+                    source, _, face, _, _ = jobs[r]
+                    swaps[r] = FaceSwap(
+                        box=tuple(float(v) for v in face.box),
+                        landmarks=np.asarray(face.landmarks, dtype=np.float32),
+                        matrix=matrix,
+                        source_crop=source.crop,
+                        target_crop=crop,
+                        **{k: v[i] for k, v in images.items()},
+                    )
+        return swaps
 
     def _to_tensor(self, crops: Sequence[Image]) -> torch.Tensor:
         return images_to_tensor(crops, self.device)
@@ -1027,6 +1191,20 @@ def _is_pil(value: Any) -> bool:
 def _like_input(target: Any, image: Image) -> PILImage.Image | Image:
     """The swapped picture in the target's type: numpy in, numpy out; PIL or a path in, PIL out."""
     return image if isinstance(target, np.ndarray) else PILImage.fromarray(image, mode="RGB")
+
+
+def _source_key(source: Any) -> Any:
+    """What makes two requests' sources the same within one `swap_many` call (None: not comparable).
+
+    A path by its name; a list of photos by its members; any other object (an array, a PIL image,
+    a SourceIdentity) by identity, which is stable while the requests that hold it are alive.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return ("path", os.fspath(source))
+    if isinstance(source, (list, tuple)):
+        keys = tuple(_source_key(s) for s in source)
+        return None if None in keys else ("list", keys)
+    return None if source is None else ("object", id(source))
 
 
 def _code_to(code: IdentityCode, device: torch.device) -> IdentityCode:

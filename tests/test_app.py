@@ -646,3 +646,126 @@ def test_the_video_swap_shows_its_progress_in_frames(app_module, photos, tmp_pat
     )
     assert calls[0] == ((0, None), "Swapping faces", "frames")  # at once, before the first frame
     assert calls[-1] == ((3, 3), "Swapping faces", "frames")
+
+
+# -- issue 15: image swaps of several users batched through the generator -----------------------
+
+
+def test_batch_size_option_and_its_default_rule(app_module):
+    assert app_module.parse_args([]).batch_size is None
+    assert app_module.parse_args(["--batch-size", "4"]).batch_size == 4
+    with pytest.raises(SystemExit):
+        app_module.parse_args(["--batch-size", "0"])
+    assert app_module.default_batch_size("cpu") == app_module.BATCH_SIZE_CPU == 1
+    assert app_module.default_batch_size("cuda:0") == app_module.BATCH_SIZE_GPU == 8
+
+
+@pytest.fixture(scope="module")
+def batch_pipeline(tmp_path_factory) -> HifiFacePipeline:
+    return HifiFacePipeline.from_pretrained(tiny_model_dir(tmp_path_factory), detector="dlib")
+
+
+def test_batched_handler_answers_each_request_with_every_option(app_module, batch_pipeline, tmp_path):
+    import numpy as np
+
+    photos = _small_photos(tmp_path)
+    coffee = tmp_path / "coffee.png"
+    PILImage.fromarray(data.coffee()).save(coffee)
+    handler = app_module._batched_image_handler(batch_pipeline, tmp_path)
+    rgb, rgba = str(photos["rgb"]), str(photos["rgba"])
+    paths, states = handler(
+        [rgb, str(coffee), rgba, rgb],  # the second: no face in the source
+        [rgba, rgb, rgb, None],  # the fourth: no target
+        ["largest", "largest", "0", "largest"],
+        [None] * 4,
+        [1.0, 1.0, 0.6, 1.0],
+        [1.0, 1.0, 0.3, 1.0],
+        [None, None, ["box"], None],
+        [None] * 4,
+        [None, None, 0.2, None],
+        [None] * 4,
+        [None, None, [rgb], None],  # more photos of the source person
+        [None] * 4,
+        [None] * 4,
+    )
+    assert paths[1] is None and paths[3] is None
+    assert states[1] == {"error": "No face found in the source image coffee.png"}  # no folder shown
+    assert states[3] == {"error": "Upload a target image: the picture to put the face into."}
+    with pytest.raises(app_module.gr.Error, match="No face found in the source image"):
+        app_module._show_all(states[1], *[True] * len(app_module.INTERMEDIATES))
+    expected = [
+        batch_pipeline.swap(rgb, rgba),
+        batch_pipeline.swap([rgba, rgb], rgb, face="0", identity_strength=0.6, shape_strength=0.3,
+                            masks=batch_pipeline.mask_options(["box"], None, 0.2)),
+    ]  # fmt: skip
+    for index, alone in zip((0, 2), expected, strict=True):
+        with PILImage.open(paths[index]) as swapped:
+            assert swapped.text["ai_generated"] == "true"
+            diff = np.abs(np.asarray(swapped.convert("RGB"), np.int16) - np.asarray(alone.image, np.int16))
+        assert diff.max() <= 1
+        assert {"mask_low", "closeups", "before", "after"} <= set(states[index])
+        assert states[index]["after"] == paths[index]
+    assert "mask_box" in states[2] and "mask_model" not in states[2]
+
+    # alone in its batch, a request fails with its message, as without batching
+    with pytest.raises(app_module.gr.Error, match="No face found in the source image"):
+        handler([str(coffee)], [rgb], ["largest"], [None], [1.0], [1.0], *[[None]] * 7)
+
+
+def test_batched_app_keeps_the_api_and_runs_waiting_requests_together(
+    app_module, batch_pipeline, tmp_path, monkeypatch
+):
+    import threading
+    import time
+
+    from gradio_client import Client, handle_file
+
+    one = app_module.build_demo(batch_pipeline, examples_dir=tmp_path / "examples")
+    demo = app_module.build_demo(batch_pipeline, examples_dir=tmp_path / "examples", batch_size=3)
+    api = [d.get_api_info()["named_endpoints"]["/swap_image"] for d in (one, demo)]
+    assert api[0] == api[1]
+    swap_fns = [f for d in (one, demo) for f in d.fns.values() if f.api_name == "swap_image"]
+    assert [(f.batch, f.max_batch_size) for f in swap_fns][1] == (True, 3) and not swap_fns[0].batch
+    one.close()
+
+    batches, started, release = [], threading.Event(), threading.Event()
+    swap_many = batch_pipeline.swap_many
+
+    def held_swap_many(requests, max_batch=None):
+        batches.append(len(requests))
+        started.set()
+        release.wait(60)  # the first batch waits until the others are queued behind it
+        return swap_many(requests, max_batch)
+
+    monkeypatch.setattr(batch_pipeline, "swap_many", held_swap_many)
+    photos = _small_photos(tmp_path)
+    coffee = tmp_path / "coffee.png"
+    PILImage.fromarray(data.coffee()).save(coffee)
+    demo.queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    clients = []
+    try:
+        clients += [Client(url, verbose=False, download_files=str(tmp_path / "client")) for _ in range(4)]
+        rgb, rgba = handle_file(photos["rgb"]), handle_file(photos["rgba"])
+        first = clients[0].submit(rgb, rgba, api_name="/swap_image")
+        assert started.wait(60)
+        jobs = [
+            clients[1].submit(rgba, rgb, api_name="/swap_image"),
+            clients[2].submit(handle_file(coffee), rgb, api_name="/swap_image"),
+            clients[3].submit(rgb, rgb, masks=["box"], mask_padding=0.2, api_name="/swap_image"),
+        ]
+        deadline = time.monotonic() + 30
+        while len(demo._queue) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        release.set()
+        results = [job.result(timeout=120) for job in (first, *jobs)]
+    finally:
+        release.set()
+        for client in clients:
+            client.close()
+        demo.close()
+    assert batches == [1, 3]  # the three waiting users' requests went through as one batch
+    assert results[2] is None  # the faceless source: no picture for that user only
+    for result in (results[0], results[1], results[3]):
+        with PILImage.open(result) as swapped:
+            assert swapped.size == (256, 256) and swapped.text["ai_generated"] == "true"

@@ -376,3 +376,74 @@ def test_local_folder_or_hub_id_follows_the_one_rule_of_hififace_hub(tmp_path, t
     (tmp_path / "tiny").symlink_to(tiny_model_dir(tmp_path_factory))
     assert looks_like_path("tiny")
     assert HifiFacePipeline.from_pretrained("tiny", detector="dlib").image_size == S
+
+
+# -- issue 15: several requests through the generator together (the app's batches) -------------
+
+
+def test_swap_request_takes_what_swap_takes():
+    import dataclasses
+    import inspect
+
+    from hififace.pipeline import SwapRequest
+
+    parameters = inspect.signature(HifiFacePipeline.swap).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(SwapRequest)}
+    assert list(fields) == [name for name in parameters if name != "self"]
+    assert all(
+        fields[name] == p.default
+        for name, p in parameters.items()
+        if p.default is not inspect.Parameter.empty
+    )
+
+
+def test_swap_many_gives_each_request_what_swap_gives_alone(pipeline, astronaut, group_path, monkeypatch):
+    from hififace.pipeline import SwapRequest
+
+    requests = [
+        SwapRequest(astronaut, group_path, face="all", identity_strength=0.7, shape_strength=0.5,
+                    masks="box", mask_padding=0.1),
+        SwapRequest([astronaut, astronaut[:, ::-1]], astronaut, mask_erode=2, mask_blur=4),
+        SwapRequest(data.coffee(), astronaut),  # no face in the source
+        {"source": astronaut, "target": astronaut, "face": "0"},  # the first request's source again
+    ]  # fmt: skip
+    calls = {"generate": [], "forward": 0, "encode": 0}
+    generate, encode = pipeline.model.generate, pipeline.encode_source
+
+    def counted_generate(target, v_sid):
+        calls["generate"].append(len(target))
+        return generate(target, v_sid)
+
+    def counted_encode(source, face=None):
+        calls["encode"] += 1
+        return encode(source, face)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.model, "generate", counted_generate)
+        patch.setattr(pipeline, "encode_source", counted_encode)
+        results = pipeline.swap_many(requests, max_batch=4)
+
+    # 6 faces at strengths 0.7/0.5 (two calls of at most 4), then the 1 + 1 faces at 1/1 of two
+    # requests with different sources in one call (each equal to its request swapped alone, below)
+    assert calls["generate"] == [4, 2, 2]
+    # the astronaut once for requests 1 and 4; the two-photo source (itself, then each photo); the coffee
+    assert calls["encode"] == 5
+    assert isinstance(results[2], NoFaceError) and str(results[2]) == "no face found in the source image"
+    with pytest.raises(NoFaceError, match="^no face found in the source image$"):
+        pipeline.swap(**vars(requests[2]))
+    for request, result in zip(requests, results, strict=True):
+        if isinstance(result, SwapError):
+            continue
+        alone = pipeline.swap(**(vars(request) if isinstance(request, SwapRequest) else request))
+        assert type(result.image) is type(alone.image)
+        batched, single = np.asarray(result.image, np.int16), np.asarray(alone.image, np.int16)
+        assert batched.shape == single.shape and np.abs(batched - single).max() <= 1
+        assert [f.box for f in result.faces] == [f.box for f in alone.faces]
+        for mine, its in zip(result.faces, alone.faces, strict=True):
+            assert np.abs(mine.image - its.image).max() < 1e-4
+            assert sorted(mine.masks) == sorted(its.masks)
+    assert len(results[0].faces) == 6 and sorted(results[0].faces[0].masks) == ["box"]
+
+    assert pipeline.swap_many([]) == []
+    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+        pipeline.swap_many(requests[:1], max_batch=0)
