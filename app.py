@@ -304,7 +304,7 @@ def _handlers(
         Args:
             source: photo with the face to put in (its largest face).
             target: photo to put the face into.
-            face: which target faces: largest, all, reference, or a face index from the left (0, 1, ...).
+            face: which target faces: largest, all, reference, or face indices from the left ("0", "0,2").
             reference: with face="reference", a photo of the person to replace.
             identity_strength: 0 to 1, how much of the source's identity.
             shape_strength: 0 to 1, how much of the source's face shape.
@@ -421,7 +421,7 @@ def _batched_image_handler(pipeline: HifiFacePipeline, output_dir: Path) -> Call
         Args:
             source: photo with the face to put in (its largest face).
             target: photo to put the face into.
-            face: which target faces: largest, all, reference, or a face index from the left (0, 1, ...).
+            face: which target faces: largest, all, reference, or face indices from the left ("0", "0,2").
             reference: with face="reference", a photo of the person to replace.
             identity_strength: 0 to 1, how much of the source's identity.
             shape_strength: 0 to 1, how much of the source's face shape.
