@@ -234,63 +234,6 @@ def _swap(args: argparse.Namespace) -> None:
 
 def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder: bool, state) -> list[str]:
     """Swap `jobs` (target, output) with one pipeline; returns the targets that failed (folders only)."""
-    detector = start_detector_process(args, jobs)  # before torch's import: it loads meanwhile
-    try:
-        return _swap_with(args, jobs, folder, state, detector)
-    finally:
-        if detector is not None:
-            detector.close()
-
-
-def start_detector_process(args: argparse.Namespace, jobs: list[tuple[Path, Path]]):
-    """The swap's face detector started in a child process (`DetectorProcess`), or None.
-
-    dlib parses its models for about a second holding the GIL, so no thread can overlap that with
-    torch's import; a child process does, on another core, and then detects the faces of the
-    source(s) and of the first target image ahead (`DetectorProcess.prefetch`). The detector's name
-    comes from --detector or the model folder's saved setting (`pipeline.json`, read here without
-    torch). None, and the pipeline loads its detector itself, for a Hub id, an unreadable setting,
-    or when HIFIFACE_DETECTOR_PROCESS=0.
-    """
-    import json
-
-    from hififace.faces.detection import DetectorProcess
-    from hififace.formats import IMAGE_SUFFIXES, is_video
-
-    if os.environ.get("HIFIFACE_DETECTOR_PROCESS", "1").strip().lower() in {"0", "false", "no", "off"}:
-        return None
-    model = Path(args.model or os.environ.get("HIFIFACE_MODEL", "")).expanduser()
-    if not (model / "config.json").is_file():  # a Hub id, or no model: from_pretrained handles it
-        return None
-    settings = {}
-    if (model / "pipeline.json").is_file():  # the file HifiFacePipeline.save_pretrained writes
-        try:
-            settings = json.loads((model / "pipeline.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # from_pretrained says what is wrong with it
-    if not isinstance(settings, dict):
-        return None
-    name = args.detector or settings.get("detector", "auto")
-    if name not in ("auto", "insightface", "dlib"):
-        return None
-    detector = DetectorProcess(name)
-
-    def images(paths: list[Path]) -> list[Path]:
-        return [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-
-    sources = [Path(s) for s in args.source or []]  # files only: a folder's photos are read in turn
-    first_target = [file for file, _ in jobs if not is_video(file)][:1]  # later ones would queue up
-    reference = [Path(args.reference)] if args.face == "reference" and args.reference else []
-    # the pipeline's default detect_max_side: larger images are detected on a smaller copy
-    detector.prefetch(
-        images(sources + reference + first_target), max_side=settings.get("detect_max_side", 1600)
-    )
-    return detector
-
-
-def _swap_with(
-    args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder: bool, state, detector
-) -> list[str]:
     import torch
     from tqdm import tqdm
 
@@ -305,7 +248,7 @@ def _swap_with(
     pipeline = HifiFacePipeline.from_pretrained(
         model,
         revision=args.revision,
-        detector=args.detector if detector is None else detector,
+        detector=args.detector,
         **({"dtype": args.dtype} if args.dtype else {}),
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
@@ -314,9 +257,6 @@ def _swap_with(
         enhancer=args.enhancer,
         enhancer_blend=args.enhancer_blend,
     ).to(device)
-    if detector is not None:
-        pipeline.detector_preference = detector.name
-        detector.wait()  # a detector that cannot be built fails here, as it did in from_pretrained
     logging.getLogger("hififace").info(f"hififace: {pipeline.precision} on {device} (--dtype {args.dtype})")
     # sources, references and the face choice are encoded once for every target
     mapping = _mapping_pairs(args)

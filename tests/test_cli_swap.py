@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers import shipped_photos, tiny_model_dir
 from PIL import Image as PILImage
@@ -196,20 +195,12 @@ NOT_ON_THE_SWAP_PATH = (
 _SWAP_AND_LIST_MODULES = """
 import json, sys
 from hififace import cli
-detector_before_torch = []
-start = cli.start_detector_process
-def starting(args, jobs):
-    detector = start(args, jobs)
-    detector_before_torch.append("torch" not in sys.modules and detector is not None)
-    return detector
-cli.start_detector_process = starting
 code = cli.main(sys.argv[1:])
-print(json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules}),
-                  "detector_before_torch": detector_before_torch}))
+print(json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
 """
 
 
-def test_a_swap_imports_only_what_it_needs_and_loads_dlib_in_its_child(photos, model_dir, tmp_path):
+def test_a_swap_imports_only_what_it_needs(photos, model_dir, tmp_path):
     import json
     import subprocess
     import sys
@@ -231,53 +222,4 @@ def test_a_swap_imports_only_what_it_needs_and_loads_dlib_in_its_child(photos, m
     )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["code"] == 0 and out.is_file(), done.stderr
-    assert report["detector_before_torch"] == [True]  # the child loads dlib while torch is imported
-    assert "dlib" not in report["modules"], "dlib was loaded in the command's own process"
     assert not set(NOT_ON_THE_SWAP_PATH) & set(report["modules"])
-
-
-def test_the_detector_process_finds_the_same_faces_and_ends(photos, tmp_path):
-    import multiprocessing
-
-    from hififace.faces import DetectorUnavailable, DlibDetector
-    from hififace.faces.detection import DetectorProcess
-    from hififace.imageio import load_image
-
-    group, astronaut = load_image(photos["group"]), load_image(photos["astronaut"])
-    in_process = DlibDetector()
-    with DetectorProcess("dlib") as detector:
-        detector.prefetch([photos["astronaut"], tmp_path / "missing.png"])  # a bad file is passed over
-        for image in (astronaut, group):
-            expected, found = in_process.detect(image), detector.detect(image)
-            assert len(found) == len(expected) > 0
-            for a, b in zip(found, expected, strict=True):
-                assert a.box == b.box and a.score == b.score
-                assert np.array_equal(a.landmarks, b.landmarks) and np.array_equal(
-                    a.landmarks68, b.landmarks68
-                )
-        assert detector.prefetch_hits == 1  # the astronaut was found ahead, the group photo on demand
-        assert detector.load_seconds > 0 and "DlibDetector" in repr(detector)
-    assert not [p for p in multiprocessing.active_children() if p.name == "hififace-detector"]
-
-    broken = DetectorProcess("dlib", predictor_path=tmp_path / "none.dat")
-    with pytest.raises(DetectorUnavailable, match="shape predictor not found"):
-        broken.wait()
-    with pytest.raises(DetectorUnavailable):  # and on every later use
-        broken.detect(astronaut)
-    with pytest.raises(ValueError, match="unknown face detector"):
-        DetectorProcess("nope").wait()
-
-
-def test_the_detector_process_changes_no_pixel(photos, model_dir, tmp_path, capsys, monkeypatch):
-    outputs = {}
-    for setting in ("1", "0"):  # the child process (default), then the detector in this process
-        monkeypatch.setenv("HIFIFACE_DETECTOR_PROCESS", setting)
-        out = tmp_path / f"o{setting}.png"
-        code, _, err = run(
-            capsys, "--model", str(model_dir), "--source", str(photos["astronaut"]), "--target",
-            str(photos["astronaut"]), "--output", str(out), "--dtype", "float32",
-        )  # fmt: skip
-        assert code == 0, err
-        with PILImage.open(out) as saved:
-            outputs[setting] = np.asarray(saved)
-    assert np.array_equal(outputs["1"], outputs["0"])

@@ -14,29 +14,20 @@ puts the 68 points on any face box (insightface detections come with five points
 
 `load_detector("auto")` takes the first that can be built and logs which one and why. Every
 backend returns `Face`s sorted left to right. Nothing is loaded at import.
-
-`DetectorProcess` builds and runs any of them in a child process, so that a one-shot command
-(`hififace swap`) loads the detector on another core while it imports torch and reads the model.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import multiprocessing
 import os
-import signal
-import threading
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from hififace.faces.types import Box, Face, Image, Landmarks68, sort_left_to_right
-from hififace.imageio import as_rgb, load_image
+from hififace.imageio import as_rgb
 
 logger = logging.getLogger("hififace")
 
@@ -301,166 +292,6 @@ def load_detector(name: str = "auto", **kwargs) -> FaceDetector:
         return detector
     logger.info("face detector: insightface SCRFD, pack %r", detector.name)
     return detector
-
-
-class DetectorProcess:
-    """A face detector (`load_detector(name)`) built and run in a child process.
-
-    dlib parses its HOG detector and its 100 MB 68-point predictor holding the GIL (about a second
-    on one core: a thread next to torch's import runs one at a time with it, measured), so a thread
-    cannot hide that load; a process can, on another core. `hififace swap` starts one before it
-    imports torch. The faces are those of the same detector in this process, to the bit: the child
-    runs the same code on the same pixels and sends them back pickled.
-
-    `prefetch(paths)` lets the child detect the faces of image files as soon as its detector is
-    built (read with `hififace.imageio.load_image`, as the pipeline reads them); a later `detect` of
-    exactly those pixels (compared by content) gets them without waiting.
-
-    Args:
-        name (str, default "auto"): "auto", "insightface" or "dlib", as in `load_detector`.
-        **kwargs: the backend's arguments, as in `load_detector`.
-
-    Build errors (`DetectorUnavailable`, `ValueError`) are raised by `wait()` and every method after
-    it. `close()` (or leaving a `with` block) ends the child; it also ends when this process does.
-    """
-
-    def __init__(self, name: str = "auto", **kwargs) -> None:
-        self.name = name
-        # spawn: a fresh interpreter, safe whatever threads this process runs (fork is not)
-        context = multiprocessing.get_context("spawn")
-        self._connection, child_end = context.Pipe()
-        self._process = context.Process(
-            target=_serve_detector, args=(child_end, name, kwargs), name="hififace-detector", daemon=True
-        )
-        self._process.start()
-        child_end.close()
-        self._lock = threading.Lock()
-        self._error: BaseException | None = None
-        self._description: str | None = None
-        self.load_seconds: float | None = None  # how long the child took to build the detector
-        self.prefetch_hits = 0  # detect() calls answered with faces found ahead (`prefetch`)
-
-    def wait(self) -> None:
-        """Block until the child has built its detector; raise its error if it could not."""
-        with self._lock:
-            self._wait_locked()
-
-    def _wait_locked(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._description is not None:
-            return
-        try:
-            reply = self._connection.recv()
-        except (EOFError, OSError):
-            reply = ("error", DetectorUnavailable("the detector process ended before building its detector"))
-        if reply[0] == "error":
-            self._error = reply[1]
-            self.close()
-            raise self._error
-        _, self._description, messages, self.load_seconds = reply
-        for message in messages:  # what load_detector logged there (which backend, and why)
-            logger.info(message)
-
-    def prefetch(self, paths: Sequence[str | os.PathLike], max_side: int | None = None) -> None:
-        """Have the child detect the faces of these image files ahead of `detect` (returns at once).
-
-        Args:
-            paths (sequence of paths): image files; ones that cannot be read are passed over.
-            max_side (int, optional): pass over images with a longer side (the pipeline detects
-                those on a downscaled copy, `HifiFacePipeline.detect_max_side`).
-        """
-        with self._lock:
-            if self._error is None:
-                try:
-                    self._connection.send(("prefetch", [os.fspath(p) for p in paths], max_side))
-                except OSError:  # the child is gone: wait() and detect() say why
-                    pass
-
-    def detect(self, image: Image) -> list[Face]:
-        """Faces in an RGB image, sorted left to right, found by the child's detector."""
-        with self._lock:
-            self._wait_locked()
-            try:
-                self._connection.send(("detect", np.ascontiguousarray(image)))
-                reply, prefetched = self._connection.recv()
-            except (EOFError, OSError):
-                raise DetectorUnavailable("the detector process ended unexpectedly") from None
-            self.prefetch_hits += prefetched
-        if isinstance(reply, str):
-            raise RuntimeError(f"face detection failed in the detector process: {reply}")
-        return reply
-
-    def close(self) -> None:
-        """End the child at once (it holds nothing to save; a polite stop costs a scheduling round)."""
-        if self._process.is_alive():
-            self._process.terminate()
-        self._process.join()
-        self._connection.close()
-
-    def __enter__(self) -> DetectorProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"DetectorProcess({self._description or repr(self.name)})"
-
-
-def _serve_detector(connection, name: str, kwargs: dict) -> None:
-    """The child of `DetectorProcess`: build the detector, then answer requests until it is ended."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
-    messages: list[str] = []
-    handler = _Collect(messages)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    start = time.perf_counter()
-    try:
-        detector = load_detector(name, **kwargs)
-    except (DetectorUnavailable, ValueError) as error:
-        connection.send(("error", type(error)(str(error))))
-        return
-    except Exception as error:  # anything else, as one line the parent can raise
-        connection.send(("error", DetectorUnavailable(f"{type(error).__name__}: {error}")))
-        return
-    logger.removeHandler(handler)
-    connection.send(("ready", repr(detector), messages, time.perf_counter() - start))
-    found: dict[tuple, list[Face]] = {}  # faces of prefetched images, by their pixels
-    while True:
-        try:
-            request = connection.recv()
-        except (EOFError, OSError):  # the parent is gone
-            return
-        if request[0] == "prefetch":
-            for path in request[1]:
-                try:  # only a head start: a file the pipeline cannot use fails there, with its message
-                    image = load_image(path)
-                    if request[2] is None or max(image.shape[:2]) <= request[2]:
-                        found[_pixels_key(image)] = detector.detect(image)
-                except Exception:  # noqa: S112
-                    continue
-            continue
-        image = request[1]
-        try:
-            faces = found.get(_pixels_key(image))
-            connection.send((detector.detect(image), False) if faces is None else (faces, True))
-        except Exception as error:
-            connection.send((f"{type(error).__name__}: {error}", False))
-
-
-class _Collect(logging.Handler):
-    def __init__(self, messages: list[str]) -> None:
-        super().__init__()
-        self.messages = messages
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def _pixels_key(image: np.ndarray) -> tuple:
-    image = np.ascontiguousarray(image)
-    return image.shape, image.dtype.str, hashlib.blake2b(image.data, digest_size=16).digest()
 
 
 def _has_onnx(folder: Path) -> bool:
