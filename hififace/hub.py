@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import struct
@@ -121,11 +122,16 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             entries = [(k, v) for k, v in header.items() if k != "__metadata__"]
             # header order is by name; reading in file order keeps the reads sequential
             entries.sort(key=lambda item: item[1]["data_offsets"][0])
+            size = os.fstat(file.fileno()).st_size - 8 - length
             for name, entry in entries:
                 start, end = entry["data_offsets"]
-                tensor = torch.empty(entry["shape"], dtype=_SAFETENSORS_DTYPES[entry["dtype"]])
-                if end - start != tensor.numel() * tensor.element_size():
-                    raise ValueError(f"{name}: {end - start} bytes for shape {entry['shape']}")
+                shape, dtype = entry["shape"], _SAFETENSORS_DTYPES[entry["dtype"]]
+                if not all(isinstance(n, int) and n >= 0 for n in shape) or not 0 <= start <= end <= size:
+                    raise ValueError(f"{name}: shape {shape} or byte range {start}..{end} is not in the file")
+                # checked before allocating: a forged header cannot ask for more memory than the file holds
+                if end - start != math.prod(shape) * dtype.itemsize:
+                    raise ValueError(f"{name}: {end - start} bytes for shape {shape}")
+                tensor = torch.empty(shape, dtype=dtype)
                 file.seek(8 + length + start)
                 _read_into(file, memoryview(tensor.view(-1).view(torch.uint8).numpy()), name)
                 tensors[name] = tensor

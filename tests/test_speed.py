@@ -4,7 +4,9 @@ command says which path ran."""
 
 from __future__ import annotations
 
+import json
 import logging
+import struct
 
 import numpy as np
 import pytest
@@ -141,8 +143,14 @@ def test_read_safetensors_gives_the_file_tensors_in_owned_aligned_memory(model_d
 
     data = (model_dir / "model.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 100])
-    with pytest.raises(CheckpointError, match="the file ends inside it"):
+    with pytest.raises(CheckpointError, match="not a readable safetensors file.*is not in the file"):
         read_safetensors(tmp_path / "cut.safetensors")
+    # a forged header asking for 8 TB (or a negative size) is refused before anything is allocated
+    for shape in ([2**40, 2**0], [-1, 4]):
+        header = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 16]}}).encode()
+        (tmp_path / "forged.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+        with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+            read_safetensors(tmp_path / "forged.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         read_safetensors(tmp_path / "junk.safetensors")
