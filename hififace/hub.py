@@ -17,10 +17,8 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import struct
 import types
 import typing
 from collections.abc import Mapping
@@ -86,67 +84,6 @@ def load_state_dict_strict(
         where = f" from {source}" if source else ""
         raise CheckpointError(f"cannot load {type(model).__name__}{where}: {problem}")
     model.load_state_dict(state_dict, strict=True, assign=assign)
-
-
-_SAFETENSORS_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, read into freshly allocated CPU tensors of its own.
-
-    `safetensors.torch.load_file` maps the file; tensors that must not live in the mapping then
-    take a second copy (`clone`). Here each tensor is allocated by torch (aligned as any other) and
-    the file's bytes are read into it: the same values, a third of the time for the 600 MB release.
-    The format (an 8-byte little-endian header length, a JSON header of dtype, shape and byte range
-    per tensor, then the bytes) is https://github.com/huggingface/safetensors#format.
-
-    Raises:
-        CheckpointError: the file is cut short or its header is not a safetensors header.
-    """
-    tensors = {}
-    with open(path, "rb", buffering=0) as file:
-        try:
-            (length,) = struct.unpack("<Q", file.read(8))
-            header = json.loads(file.read(length))
-            entries = [(k, v) for k, v in header.items() if k != "__metadata__"]
-            # header order is by name; reading in file order keeps the reads sequential
-            entries.sort(key=lambda item: item[1]["data_offsets"][0])
-            size = os.fstat(file.fileno()).st_size - 8 - length
-            for name, entry in entries:
-                start, end = entry["data_offsets"]
-                shape, dtype = entry["shape"], _SAFETENSORS_DTYPES[entry["dtype"]]
-                if not all(isinstance(n, int) and n >= 0 for n in shape) or not 0 <= start <= end <= size:
-                    raise ValueError(f"{name}: shape {shape} or byte range {start}..{end} is not in the file")
-                # checked before allocating: a forged header cannot ask for more memory than the file holds
-                if end - start != math.prod(shape) * dtype.itemsize:
-                    raise ValueError(f"{name}: {end - start} bytes for shape {shape}")
-                tensor = torch.empty(shape, dtype=dtype)
-                file.seek(8 + length + start)
-                _read_into(file, memoryview(tensor.view(-1).view(torch.uint8).numpy()), name)
-                tensors[name] = tensor
-        except (struct.error, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise CheckpointError(f"{os.fspath(path)} is not a readable safetensors file: {error}") from None
-    return tensors
-
-
-def _read_into(file: typing.BinaryIO, buffer: memoryview, name: str) -> None:
-    done = 0
-    while done < len(buffer):  # one read returns at most about 2 GB on Linux
-        count = file.readinto(buffer[done:])
-        if not count:
-            raise ValueError(f"{name}: the file ends inside it")
-        done += count
 
 
 def has_meta_tensors(model: nn.Module) -> bool:
@@ -462,13 +399,9 @@ class HubMixin(PyTorchModelHubMixin):
             raise CheckpointError(f"no weights file: {model_file} does not exist")
         with torch.device("meta"):
             model = cls(**model_kwargs)
-        # Owned tensors, not the memory-mapped ones: convolutions over the mapped (unaligned) memory
-        # round differently, which moved swapped pixels by one 8-bit level. On the CPU the file is
-        # read straight into them (one copy instead of mapping, faulting in and cloning 600 MB).
-        if torch.device(map_location).type == "cpu":
-            state_dict = read_safetensors(model_file)
-        else:
-            state_dict = {k: v.clone() for k, v in load_file(model_file, device=str(map_location)).items()}
+        # Copies, not the memory-mapped tensors themselves: convolutions over the mapped (unaligned)
+        # memory round differently, which moved swapped pixels by one 8-bit level.
+        state_dict = {k: v.clone() for k, v in load_file(model_file, device=str(map_location)).items()}
         load_state_dict_strict(model, state_dict, source=model_file, assign=True)
         if has_meta_tensors(model):  # a tensor made in __init__ that the file does not hold: build normally
             return cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)

@@ -223,3 +223,26 @@ def test_a_swap_imports_only_what_it_needs(photos, model_dir, tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["code"] == 0 and out.is_file(), done.stderr
     assert not set(NOT_ON_THE_SWAP_PATH) & set(report["modules"])
+
+
+def test_the_module_command_exits_with_its_code_and_flushed_output(photos, model_dir, tmp_path):
+    """`python -m hififace` leaves without the interpreter's teardown (`cli.run`): nothing is lost."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.png"
+    swap = ["swap", "--model", str(model_dir), "--source", str(photos["astronaut"]), "--detector", "dlib",
+            "--no-progress", "--output", str(out)]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "hififace", *swap, "--target", str(photos["astronaut"])],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and out.is_file(), done.stderr
+    assert "face(s) swapped" in done.stdout  # printed just before the exit: flushed into the pipe
+    failed = subprocess.run(
+        [sys.executable, "-m", "hififace", *swap, "--target", str(tmp_path / "missing.png")],
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 1 and failed.stderr.strip().splitlines()[-1].startswith("hififace: error:")
