@@ -156,7 +156,10 @@ def _wall(command: list[str], src: str | None = None, cpu: list[float] | None = 
 
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=_env(src))
+    # run from the tree's own folder: `python -m` puts the working directory first on sys.path,
+    # before PYTHONPATH, so from elsewhere in a checkout it would import that checkout's package
+    cwd = src or str(Path(__file__).resolve().parents[1])
+    subprocess.run(command, check=True, capture_output=True, env=_env(src), cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if cpu is not None:
