@@ -10,9 +10,9 @@ Each round runs, one after another (so that a shared machine slows them alike):
   user types it; its wall time from launch to exit (for each `--dtypes`, default float32 and auto);
 - `phases`: the same command in a fresh process through `cli.main`, with the pipeline's steps timed
   (`--probe`, internal): Python start-up; imports (torch, the package); model loading; the wait
-  for the detector (its load in this process, or the wait for the child process that `hififace
-  swap` starts before torch's import, whose own load time is kept as `detector_in_child`,
-  overlapped); source encoding; the target's swap; writing;
+  for the detector (its load in this process; for a tree that loads it in a child process,
+  `hififace.faces.detection.DetectorProcess` as tried in one branch, the wait for that child, its
+  own load time kept as `detector_in_child`); source encoding; the target's swap; writing;
 - `warm`: `HifiFacePipeline.swap(source, target)` in this process with everything loaded, fp32:
   detection, alignment, the priors of source and target, the generator and the paste-back, the
   work of one swap without any of the start-up.
@@ -184,7 +184,7 @@ def _probe_run(argv: list[str], src: str | None = None) -> dict:
 def probe(argv: list[str]) -> None:
     """In a fresh process: run `hififace swap` through `cli.main` with its steps timed; print JSON.
 
-    Nothing is imported ahead of the command (it starts its detector process before torch's
+    Nothing is imported ahead of the command (a tree may start a detector process before torch's
     import): the pipeline's steps are wrapped as their modules are imported (`_after_import`).
     "imports" is the time from here to the model's loading, less the detector's start.
     """
