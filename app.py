@@ -973,8 +973,8 @@ def main(argv: list[str] | None = None, block: bool = True) -> gr.Blocks:
         delete_after=args.delete_after,
         batch_size=args.batch_size,
     )
-    # one swap (or one batch of image swaps) at a time (the model is shared); past max_size Gradio answers "Queue is full! Please
-    # try again." instead of letting waits grow without end
+    # one swap (or one batch of image swaps) at a time (the model is shared); past max_size Gradio
+    # answers "Queue is full! Please try again." instead of letting waits grow without end
     demo.queue(default_concurrency_limit=1, max_size=args.max_queue)
     demo.launch(
         server_name=args.host,

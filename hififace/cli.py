@@ -206,16 +206,22 @@ def prepare_output_folders(jobs: list[tuple[Path, Path]]) -> None:
             raise ValueError(f"cannot write into {folder}: permission denied")
 
 
-def _swap(args: argparse.Namespace) -> None:
-    from hififace.errors import SwapError
-    from hififace.formats import is_video
-    from hififace.sharding import gather_lists, launched_state, share
-
+def _checked_model(args: argparse.Namespace) -> str:
+    """--model or $HIFIFACE_MODEL, checked with --face reference's --reference before any work (swap, live)."""
     model = args.model or os.environ.get("HIFIFACE_MODEL")
     if not model:
         raise ValueError(f"no model: pass --model DIR_OR_REPO or set HIFIFACE_MODEL; {_WEIGHTS_HELP}")
     if args.face == "reference" and not args.reference:
         raise ValueError("--face reference needs --reference IMAGE (a photo of the person to replace)")
+    return model
+
+
+def _swap(args: argparse.Namespace) -> None:
+    from hififace.errors import SwapError
+    from hififace.formats import is_video
+    from hififace.sharding import gather_lists, launched_state, share
+
+    _checked_model(args)  # no model, or --face reference without --reference: before any work
     _mapping_pairs(args)  # a bad --map fails before any work
     jobs = _swap_jobs(Path(args.target), Path(args.output))
     if args.save_intermediates and all(is_video(file) for file, _ in jobs):
@@ -241,7 +247,7 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
     from hififace.pipeline import HifiFacePipeline, SwapError
     from hififace.video import is_video, swap_video
 
-    model = args.model or os.environ.get("HIFIFACE_MODEL")
+    model = _checked_model(args)
     if state is not None:
         device = args.device or str(state.device)
     else:
@@ -636,11 +642,7 @@ def _live(args: argparse.Namespace) -> None:
     from hififace.pipeline import HifiFacePipeline
     from hififace.video.live import VirtualCamera, open_camera, run_live
 
-    model = args.model or os.environ.get("HIFIFACE_MODEL")
-    if not model:
-        raise ValueError(f"no model: pass --model DIR_OR_REPO or set HIFIFACE_MODEL; {_WEIGHTS_HELP}")
-    if args.face == "reference" and not args.reference:
-        raise ValueError("--face reference needs --reference IMAGE (a photo of the person to replace)")
+    model = _checked_model(args)
     masks = _mask_options(args)  # a bad --mask, --regions or --mask-padding fails before the camera opens
     virtual = VirtualCamera() if args.virtual_camera else False  # a missing package fails first
     camera = open_camera(args.camera, realtime=not args.every_frame)
