@@ -239,8 +239,49 @@ def _swap(args: argparse.Namespace) -> None:
         raise SwapError(f"{len(failed)} of {all_jobs} targets failed (see above); the others were written")
 
 
+def _detector_process(args: argparse.Namespace, jobs: list[tuple[Path, Path]], state):
+    """The face detector in a child process, started before torch's import (a context manager), or
+    a null context where it would not help.
+
+    It is used for a fresh command with image targets only, in a single process. A process that
+    has torch already (a test, a notebook) loads the detector as usual. Under `accelerate launch`,
+    the other processes use the cores. A video detects frame by frame in this process's tracker
+    loop. HIFIFACE_DETECTOR_PROCESS=0 turns it off.
+    """
+    from hififace.formats import is_video
+
+    if (
+        state is not None
+        or "torch" in sys.modules
+        or os.environ.get("HIFIFACE_DETECTOR_PROCESS", "1").strip() == "0"
+        or any(is_video(file) for file, _ in jobs)
+    ):
+        return contextlib.nullcontext()
+    from hififace.faces import DETECT_MAX_SIDE
+    from hififace.faces.detector_process import DetectorProcess
+    from hififace.settings import saved_settings
+
+    saved = saved_settings(_checked_model(args), args.revision)  # what from_pretrained will apply
+    # the photos the command reads first: sources, the reference, --map's pairs, the first target
+    photos = [*(args.source or []), *([args.reference] if args.reference else [])]
+    photos += [photo for pair in _mapping_pairs(args) for photo in pair]
+    return DetectorProcess(
+        args.detector or saved.get("detector") or "auto",
+        prefetch=[*(p for p in photos if Path(p).is_file()), jobs[0][0]],
+        max_pixels=args.max_pixels,
+        max_side=saved.get("detect_max_side", DETECT_MAX_SIDE),
+    )
+
+
 def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder: bool, state) -> list[str]:
     """Swap `jobs` (target, output) with one pipeline; returns the targets that failed (folders only)."""
+    with _detector_process(args, jobs, state) as detector:  # first: its child loads while torch imports
+        return _swap_with(args, jobs, folder, state, detector)
+
+
+def _swap_with(
+    args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder: bool, state, detector
+) -> list[str]:
     import torch
     from tqdm import tqdm
 
@@ -255,7 +296,7 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
     pipeline = HifiFacePipeline.from_pretrained(
         model,
         revision=args.revision,
-        detector=args.detector,
+        detector=args.detector if detector is None else detector,
         **({"dtype": args.dtype} if args.dtype else {}),
         batch_size=args.batch_size,
         max_pixels=args.max_pixels,
@@ -264,7 +305,11 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
         enhancer=args.enhancer,
         enhancer_blend=args.enhancer_blend,
     ).to(device)
-    logging.getLogger("hififace").info(f"hififace: {pipeline.precision} on {device} (--dtype {args.dtype})")
+    if detector is not None:
+        detector.wait()  # an unavailable detector fails here, as it did inside from_pretrained
+    logging.getLogger("hififace").info(
+        f"hififace: {pipeline.precision} on {device} (--dtype {args.dtype}), detector {pipeline.detector!r}"
+    )
     # sources, references and the face choice are encoded once for every target
     mapping = _mapping_pairs(args)
     face_map = pipeline.face_map(mapping) if mapping else None
@@ -279,7 +324,10 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
         "mapping": face_map,
     }
     failed = []
-    for file, out in tqdm(jobs, desc="swap", unit="file", disable=len(jobs) == 1 or args.no_progress):
+    files = tqdm(jobs, desc="swap", unit="file", disable=len(jobs) == 1 or args.no_progress)
+    for index, (file, out) in enumerate(files):
+        if detector is not None and index + 1 < len(jobs):
+            detector.prefetch([jobs[index + 1][0]])  # the child detects the next target during this swap
         try:
             if is_video(file):
                 with tqdm(desc=file.name, unit="frame", leave=False, disable=args.no_progress) as bar:

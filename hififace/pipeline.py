@@ -56,10 +56,12 @@ from hififace.errors import (
     SwapError,
 )
 from hififace.faces import (
+    DETECT_MAX_SIDE,
     Face,
     FaceChoice,
     FaceDetector,
     align_face,
+    detection_input,
     load_detector,
     paste_back,
     select_faces,
@@ -70,6 +72,7 @@ from hififace.fast import inference_context, optimize, precision_name, resolve_d
 from hififace.formats import IMAGE_SUFFIXES
 from hififace.hub import looks_like_path
 from hififace.imageio import MAX_PIXELS, ImageError, load_image, save_image
+from hififace.settings import PIPELINE_SETTINGS, read_settings_file
 from hififace.tensors import images_to_tensor, tensor_to_images, to_uint8_rgb
 from hififace.types import Image, Landmarks5, Mask, Matrix
 
@@ -104,7 +107,6 @@ AI_METADATA = {
 }
 
 # The pipeline's settings beside the model's config.json (`save_pretrained`, `from_pretrained`).
-PIPELINE_SETTINGS = "pipeline.json"
 _WEIGHTS_HELP = (
     "get weights with `hififace convert hififace-pytorch generator_<iter>.pth models/hififace-256` "
     "(the public HiFiFace-pytorch release), or train a model"
@@ -286,7 +288,7 @@ class HifiFacePipeline:
         template: str = "frontal",
         mask_erode: int = 5,
         mask_blur: int = 10,
-        detect_max_side: int = 1600,
+        detect_max_side: int = DETECT_MAX_SIDE,
         reference_threshold: float = 0.3,
         masks: MaskOptions | str | Sequence[str] | None = None,
         parser: FaceParser | str | os.PathLike | None = None,
@@ -634,13 +636,9 @@ class HifiFacePipeline:
         large photos); boxes and landmarks are scaled back, so faces are aligned and pasted at full
         resolution.
         """
-        height, width = image.shape[:2]
-        scale = min(1.0, self.detect_max_side / max(height, width))
+        small, scale = detection_input(image, self.detect_max_side)
         if scale == 1.0:
             return self.detector.detect(image)
-        import cv2
-
-        small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
         return [
             Face(
                 box=tuple(v / scale for v in f.box),
@@ -1227,10 +1225,7 @@ def _read_settings(folder: Path | None, repo_id: str, hub: dict[str, Any]) -> di
             file = Path(hf_hub_download(repo_id, PIPELINE_SETTINGS, **hub))
         except (EntryNotFoundError, LocalEntryNotFoundError):
             return {}
-    try:
-        settings = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot read the pipeline settings {file}: {e}") from e
+    settings = read_settings_file(file)
     known = set(inspect.signature(HifiFacePipeline.__init__).parameters) - {"self", "model", "detector"}
     unknown = sorted(set(settings) - known - {"detector"}) if isinstance(settings, dict) else ["(not a dict)"]
     if unknown:

@@ -20,10 +20,12 @@ from hififace.faces.alignment import (
 )
 from hififace.faces.blend import paste_back, soften_mask, warp_mask_to_image
 from hififace.faces.detection import (
+    DETECT_MAX_SIDE,
     DetectorUnavailable,
     DlibDetector,
     FaceDetector,
     InsightFaceDetector,
+    detection_input,
     five_from_68,
     load_detector,
 )
@@ -38,6 +40,7 @@ from hififace.faces.selection import (
 from hififace.faces.types import Face, Image, Landmarks5, Landmarks68, Mask, Matrix, sort_left_to_right
 
 __all__ = [
+    "DETECT_MAX_SIDE",
     "TEMPLATES",
     "DetectorUnavailable",
     "DlibDetector",
@@ -56,6 +59,7 @@ __all__ = [
     "align_face",
     "alignment_matrix",
     "cosine_similarity",
+    "detection_input",
     "estimate_similarity",
     "five_from_68",
     "invert_affine",

@@ -32,6 +32,7 @@ from hififace.imageio import as_rgb
 logger = logging.getLogger("hififace")
 
 DEFAULT_PACK = "buffalo_l"
+DETECT_MAX_SIDE = 1600  # `detection_input`: larger images are detected shrunk to this longer side
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -267,6 +268,23 @@ def five_from_68(points68: np.ndarray) -> np.ndarray:
     if p.shape != (68, 2):
         raise ValueError(f"expected (68, 2) landmarks, got {p.shape}")
     return np.stack([p[36:42].mean(axis=0), p[42:48].mean(axis=0), p[30], p[48], p[54]]).astype(np.float32)
+
+
+def detection_input(image: Image, max_side: int) -> tuple[Image, float]:
+    """What a detector is given for `image`: the image itself, or a copy shrunk (area filter) to a
+    longer side of `max_side`; and the scale applied (1.0 for the image itself).
+
+    Detection on a large photo is far faster shrunk; multiply the found boxes and landmarks by
+    ``1 / scale`` to place them in the image.
+    """
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return image, scale
+    import cv2
+
+    small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    return small, scale
 
 
 def load_detector(name: str = "auto", **kwargs) -> FaceDetector:
