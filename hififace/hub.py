@@ -373,25 +373,43 @@ class HubMixin(PyTorchModelHubMixin):
         return super().from_pretrained(name, *args, **kwargs)
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = False, **kwargs):
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        map_location: str = "cpu",
+        strict: bool = False,
+        memory_format: torch.memory_format | None = None,
+        **kwargs,
+    ):
         # A local folder loads here, quietly; a Hub id goes through huggingface_hub's download path.
+        # `memory_format` (from_pretrained(..., memory_format=torch.channels_last)) lays the 4-D
+        # weights out as the caller will run them, in the one copy loading makes anyway.
         if not os.path.isdir(model_id):
-            return super()._from_pretrained(
+            model = super()._from_pretrained(
                 model_id=model_id, map_location=map_location, strict=strict, **kwargs
             )
+            return model if memory_format is None else model.to(memory_format=memory_format)
         model_kwargs = {k: v for k, v in kwargs.items() if k not in _HUB_DOWNLOAD_ARGS}
         source = os.path.join(model_id, "config.json")
         check_config(cls, model_kwargs, source)
         weights = os.path.join(model_id, "model.safetensors")
         try:
-            return cls._load_on_meta(model_kwargs, weights, map_location, strict)
+            return cls._load_on_meta(model_kwargs, weights, map_location, strict, memory_format)
         except CheckpointError:
             raise
         except (TypeError, ValueError) as error:  # a value of the right type out of range
             raise CheckpointError(f"{source} does not build a {cls.__name__}: {error}") from None
 
     @classmethod
-    def _load_on_meta(cls, model_kwargs: dict, model_file: str, map_location: str, strict: bool):
+    def _load_on_meta(
+        cls,
+        model_kwargs: dict,
+        model_file: str,
+        map_location: str,
+        strict: bool,
+        memory_format: torch.memory_format | None = None,
+    ):
         """Build the model without initialising it (meta device), then take the file's tensors."""
         from safetensors.torch import load_file
 
@@ -401,10 +419,16 @@ class HubMixin(PyTorchModelHubMixin):
             model = cls(**model_kwargs)
         # Copies, not the memory-mapped tensors themselves: convolutions over the mapped (unaligned)
         # memory round differently, which moved swapped pixels by one 8-bit level.
-        state_dict = {k: v.clone() for k, v in load_file(model_file, device=str(map_location)).items()}
+        state_dict = {
+            k: v.clone(
+                memory_format=memory_format if memory_format and v.dim() == 4 else torch.preserve_format
+            )
+            for k, v in load_file(model_file, device=str(map_location)).items()
+        }
         load_state_dict_strict(model, state_dict, source=model_file, assign=True)
         if has_meta_tensors(model):  # a tensor made in __init__ that the file does not hold: build normally
-            return cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)
+            model = cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)
+            return model if memory_format is None else model.to(memory_format=memory_format)
         model.eval()
         return model
 

@@ -107,6 +107,7 @@ AI_METADATA = {
 }
 
 # The pipeline's settings beside the model's config.json (`save_pretrained`, `from_pretrained`).
+DEFAULT_DTYPE = "float32"  # the library's default; the command and the app ask for "auto"
 _WEIGHTS_HELP = (
     "get weights with `hififace convert hififace-pytorch generator_<iter>.pth models/hififace-256` "
     "(the public HiFiFace-pytorch release), or train a model"
@@ -282,7 +283,7 @@ class HifiFacePipeline:
         self,
         model: HifiFace,
         detector: FaceDetector,
-        dtype: str | torch.dtype = "float32",
+        dtype: str | torch.dtype = DEFAULT_DTYPE,
         batch_size: int = 8,
         max_pixels: int = MAX_PIXELS,
         template: str = "frontal",
@@ -371,8 +372,19 @@ class HifiFacePipeline:
             force_download=force_download,
         )
         try:
-            model = HifiFace.from_pretrained(str(path) if looks_local else name, **hub)
             settings = _read_settings(path if looks_local else None, name, hub)
+            # The weights are loaded in the layout the pipeline will run them in (see _check_dtype),
+            # in one copy rather than two. The device is the CPU until the caller moves the pipeline.
+            dtype = pipeline_options.get("dtype", settings.get("dtype", DEFAULT_DTYPE))
+            try:
+                channels_last = _runs_channels_last(resolve_dtype(dtype, "cpu"))
+            except (TypeError, ValueError):  # the pipeline's constructor names a bad dtype
+                channels_last = False
+            model = HifiFace.from_pretrained(
+                str(path) if looks_local else name,
+                memory_format=torch.channels_last if channels_last else None,
+                **hub,
+            )
         except ModelLoadError:
             raise
         except Exception as e:  # hub, network and checkpoint errors all end as one line
@@ -1120,9 +1132,7 @@ class HifiFacePipeline:
     def _check_dtype(self) -> None:
         if self.dtype == torch.float16 and self.device.type == "cpu":
             raise ValueError("float16 needs a GPU; on the CPU use float32 (default) or bfloat16")
-        if self.dtype != torch.float32:
-            # channels-last convolutions pay off with reduced precision (about 0.45x the fp32 time
-            # on a CPU with bf16, benchmarks/results); in fp32 they are slower there
+        if _runs_channels_last(self.dtype):
             optimize(self.model, channels_last=True)
 
     def __repr__(self) -> str:
@@ -1133,6 +1143,12 @@ class HifiFacePipeline:
 
 
 # -------------------------------------------------------------------- small helpers
+
+
+def _runs_channels_last(dtype: torch.dtype) -> bool:
+    """Whether the generator runs channels-last at `dtype`: with reduced precision. There it pays off
+    (about 0.45x the fp32 time on a CPU with bf16, benchmarks/results); in fp32 it is slower."""
+    return dtype != torch.float32
 
 
 def load_parser(folder: str | os.PathLike) -> FaceParser:

@@ -106,6 +106,29 @@ def test_from_pretrained_takes_the_file_tensors_without_initialising(model_dir, 
     assert all(calls[: calls.index(False)]) and not any(calls[calls.index(False) :])
 
 
+def test_a_bf16_pipeline_loads_its_weights_channels_last_in_one_copy(model_dir, monkeypatch):
+    default = HifiFace.from_pretrained(model_dir)
+    loaded = HifiFace.from_pretrained(model_dir, memory_format=torch.channels_last)
+    for (name, a), b in zip(default.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+        assert b.is_contiguous(memory_format=torch.channels_last if b.dim() == 4 else torch.contiguous_format)
+
+    monkeypatch.setattr(fast, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    weights = {}
+    load = HifiFace.from_pretrained.__func__
+
+    def recording(cls, *args, **kwargs):
+        model = load(cls, *args, **kwargs)
+        weights.update({k: v.data_ptr() for k, v in model.state_dict().items() if v.dim() == 4})
+        return model
+
+    monkeypatch.setattr(HifiFace, "from_pretrained", classmethod(recording))
+    auto = HifiFacePipeline.from_pretrained(model_dir, detector=load_detector("dlib"), dtype="auto")
+    assert auto.precision == "bfloat16 + channels-last"
+    # channels-last already: the pipeline's own conversion (fast.optimize) had nothing left to copy
+    assert weights and all(auto.model.state_dict()[k].data_ptr() == ptr for k, ptr in weights.items())
+
+
 def test_the_command_says_which_path_ran(model_dir, photos, tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(fast, "cpu_flags", lambda: frozenset())
     caplog.set_level(logging.INFO, logger="hififace")
