@@ -285,8 +285,8 @@ def _swap_with(
     import torch
     from tqdm import tqdm
 
+    from hififace.formats import is_video
     from hififace.pipeline import HifiFacePipeline, SwapError
-    from hififace.video import is_video, swap_video
 
     model = _checked_model(args)
     if state is not None:
@@ -330,6 +330,8 @@ def _swap_with(
             detector.prefetch([jobs[index + 1][0]])  # the child detects the next target during this swap
         try:
             if is_video(file):
+                from hififace.video import swap_video  # an image-only command never imports it
+
                 with tqdm(desc=file.name, unit="frame", leave=False, disable=args.no_progress) as bar:
 
                     def progress(done: int, total: int | None, bar: tqdm = bar) -> None:
