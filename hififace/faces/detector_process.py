@@ -96,6 +96,7 @@ class DetectorProcess:
         self._outstanding = 0  # files sent for prefetching whose results have not come back
         self._local: FaceDetector | None = None
         self._stop = None
+        self._lock = threading.Lock()  # one conversation with the child at a time
         root = str(Path(__file__).resolve().parents[2])
         try:
             self._process = subprocess.Popen(
@@ -115,8 +116,9 @@ class DetectorProcess:
     def prefetch(self, paths: Iterable[str | os.PathLike]) -> None:
         """Have the child read and detect more files, while this process does other work."""
         paths = [os.fspath(p) for p in paths]
-        if paths and self._local is None and self._send({"kind": "prefetch", "paths": paths}):
-            self._outstanding += len(paths)
+        with self._lock:
+            if paths and self._local is None and self._send({"kind": "prefetch", "paths": paths}):
+                self._outstanding += len(paths)
 
     def wait(self) -> None:
         """Block until the child has loaded its detector.
@@ -124,12 +126,39 @@ class DetectorProcess:
         Raises:
             DetectorUnavailable: the detector cannot be built, as `load_detector` would raise it.
         """
-        while self.description is None and self._local is None:
-            self._handle(self._receive())
+        with self._lock:
+            self._wait()
 
     def detect(self, image: Image) -> list[Face]:
         """Faces in an RGB image, sorted left to right: from the prefetched results, else from the child."""
-        self.wait()
+        with self._lock:
+            return self._detect(image)
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None when it did not start)."""
+        return None if self._stop is None else self._process.pid
+
+    def close(self) -> None:
+        """Stop the child (it also stops by itself when this process ends)."""
+        if self._stop is not None:
+            self._stop()
+
+    def __enter__(self) -> DetectorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DetectorProcess({self.description or repr(self.name)})"
+
+    def _wait(self) -> None:
+        while self.description is None and self._local is None:
+            self._handle(self._receive())
+
+    def _detect(self, image: Image) -> list[Face]:
+        self._wait()
         if self._local is not None:
             return self._local.detect(image)
         array = np.ascontiguousarray(image)
@@ -154,25 +183,6 @@ class DetectorProcess:
             self._handle(message)
             if self._local is not None:
                 return self._local.detect(image)
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id (None when it did not start)."""
-        return None if self._stop is None else self._process.pid
-
-    def close(self) -> None:
-        """Stop the child (it also stops by itself when this process ends)."""
-        if self._stop is not None:
-            self._stop()
-
-    def __enter__(self) -> DetectorProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"DetectorProcess({self.description or repr(self.name)})"
 
     def _send(self, header: dict[str, Any], payload: bytes | memoryview = b"") -> bool:
         try:
@@ -254,8 +264,17 @@ def serve() -> None:
     """The child: load the detector named by the first message, prefetch, then answer requests.
 
     It reads messages on stdin and writes them on stdout. It ends when stdin closes, which also
-    happens when the parent dies. Ctrl-C is left to the parent, which then closes the pipe.
+    happens when the parent dies. Ctrl-C is left to the parent, which then closes the pipe. It
+    leaves with `os._exit`: it has nothing of its own to flush or remove.
     """
+    try:
+        _serve()
+    except BrokenPipeError:  # the parent is gone
+        pass
+    os._exit(0)
+
+
+def _serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Messages get their own copy of stdout. File descriptor 1 becomes stderr, so that anything a
     # library prints (insightface prints the models it finds) cannot corrupt the message stream.
@@ -288,21 +307,18 @@ def serve() -> None:
     # pipe and a full stdin pipe could wait on each other.
     threading.Thread(target=_read_requests, args=(stdin, requests), daemon=True).start()
     pending = list(config["prefetch"])
-    try:
-        while True:
-            try:  # messages first; prefetch while none waits
-                message = requests.get(block=not pending)
-            except queue.Empty:
-                _prefetch(out, detector, pending.pop(0), config)
-                continue
-            if message is None:
-                return
-            if message[0].get("kind") == "prefetch":
-                pending.extend(message[0]["paths"])
-            else:
-                _answer(out, detector, *message)
-    except BrokenPipeError:  # the parent is gone
-        return
+    while True:
+        try:  # messages first; prefetch while none waits
+            message = requests.get(block=not pending)
+        except queue.Empty:
+            _prefetch(out, detector, pending.pop(0), config)
+            continue
+        if message is None:
+            return
+        if message[0].get("kind") == "prefetch":
+            pending.extend(message[0]["paths"])
+        else:
+            _answer(out, detector, *message)
 
 
 def _prefetch(out: IO[bytes], detector: FaceDetector, path: str, config: dict[str, Any]) -> None:
