@@ -20,7 +20,8 @@ Each round runs, one after another (so that a shared machine slows them alike):
 The ratio command / warm is the goal of issue 16 (at most 2 for fp32). With `--baseline-src DIR`
 (an extracted copy of an earlier commit: `git archive 2f9aa14 | tar -x -C DIR`) each round also runs
 the fp32 command and the phased command from DIR, for a before/after measured in the same run
-against the same warm swap. Writes benchmarks/results/cold_start-<machine>.json.
+against the same warm swap. With `--other-python PY` each round also runs this tree's fp32
+command under another interpreter (a venv with another build of torch). Writes benchmarks/results/cold_start-<machine>.json.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline-src", metavar="DIR", help="an earlier tree of this repository to time in the same rounds"
     )
+    parser.add_argument(
+        "--other-python",
+        metavar="PY",
+        help="another interpreter (a venv with PyTorch's CPU build, say) to time the fp32 command with, "
+        "this tree's code, in the same rounds",
+    )
     parser.add_argument("--probe", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # internal
 
 
@@ -70,6 +77,9 @@ def main() -> None:
         baseline = args.baseline_src and str(Path(args.baseline_src).resolve())
         if baseline:
             times[BASELINE] = []
+        other = f"fp32 command, {args.other_python}"
+        if args.other_python:
+            times[other] = []
         times["warm swap (fp32)"] = []
         phases: dict[str, list[dict]] = {"this tree": [], **({"baseline": []} if baseline else {})}
         cpu: dict[str, list[float]] = {}  # CPU seconds of each command, all its processes
@@ -88,6 +98,19 @@ def main() -> None:
                 argv = ["--model", str(model_dir), *command, "--output", str(out), "--dtype", dtype]
                 times[f"command --dtype {dtype}"].append(
                     _wall([sys.executable, "-m", "hififace", "swap", *argv], cpu=cpu.setdefault(dtype, []))
+                )
+            if args.other_python:
+                argv = [
+                    "--model",
+                    str(model_dir),
+                    *command,
+                    "--output",
+                    str(tmp / f"x-{i}.png"),
+                    "--dtype",
+                    "float32",
+                ]
+                times[other].append(
+                    _wall([args.other_python, "-m", "hififace", "swap", *argv], cpu=cpu.setdefault(other, []))
                 )
             if baseline:
                 argv = [
@@ -132,6 +155,7 @@ def main() -> None:
         "cpu_s_median": {k: float(np.median(v)) for k, v in cpu.items()},
         "cpu_s_runs": cpu,
         "baseline_src": baseline or None,
+        "other_python": args.other_python and _torch_version(args.other_python),
         "phases_s_median": {
             tree: {p: float(np.median([r[p] for r in runs])) for p in [*PHASES, "other", "detector_in_child"]}
             for tree, runs in phases.items()
@@ -168,6 +192,13 @@ def _wall(command: list[str], src: str | None = None, cpu: list[float] | None = 
     if cpu is not None:
         cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
     return wall
+
+
+def _torch_version(python: str) -> dict[str, str]:
+    done = subprocess.run(
+        [python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True, check=True
+    )
+    return {"python": python, "torch": done.stdout.strip()}
 
 
 def _env(src: str | None = None) -> dict[str, str]:
