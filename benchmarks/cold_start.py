@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 PHASES = ["startup", "imports", "model", "detector", "source", "swap", "write"]
-BASELINE = "baseline fp32"
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +45,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--baseline-src", metavar="DIR", help="an earlier tree of this repository to time in the same rounds"
+    )
+    parser.add_argument(
+        "--baseline-dtypes",
+        nargs="+",
+        default=["float32"],
+        help="--dtype of the baseline's commands (default float32; trees before --dtype auto take float32 only)",
     )
     parser.add_argument(
         "--other-python",
@@ -75,62 +80,30 @@ def main() -> None:
         warm.swap(source, target)  # warm-up: first-call allocations, oneDNN primitive caches
         times: dict[str, list[float]] = {f"command --dtype {d}": [] for d in args.dtypes}
         baseline = args.baseline_src and str(Path(args.baseline_src).resolve())
-        if baseline:
-            times[BASELINE] = []
+        baselines = [f"baseline --dtype {d}" for d in args.baseline_dtypes] if baseline else []
         other = f"fp32 command, {args.other_python}"
-        if args.other_python:
-            times[other] = []
+        times.update({name: [] for name in baselines + ([other] if args.other_python else [])})
         times["warm swap (fp32)"] = []
         phases: dict[str, list[dict]] = {"this tree": [], **({"baseline": []} if baseline else {})}
         cpu: dict[str, list[float]] = {}  # CPU seconds of each command, all its processes
-        probe_argv = [
-            "--model",
-            str(model_dir),
-            *command,
-            "--output",
-            str(tmp / "p.png"),
-            "--dtype",
-            "float32",
-        ]
+
+        def argv(out: str, dtype: str) -> list[str]:
+            return ["--model", str(model_dir), *command, "--output", str(tmp / out), "--dtype", dtype]
+
+        def timed(name: str, python: str, out: str, dtype: str, src: str | None = None) -> None:
+            swap = [python, "-m", "hififace", "swap", *argv(out, dtype)]
+            times[name].append(_wall(swap, src, cpu.setdefault(name, [])))
+
         for i in range(rounds):
             for dtype in args.dtypes:
-                out = tmp / f"out-{dtype}-{i}.png"
-                argv = ["--model", str(model_dir), *command, "--output", str(out), "--dtype", dtype]
-                times[f"command --dtype {dtype}"].append(
-                    _wall([sys.executable, "-m", "hififace", "swap", *argv], cpu=cpu.setdefault(dtype, []))
-                )
+                timed(f"command --dtype {dtype}", sys.executable, f"out-{dtype}-{i}.png", dtype)
             if args.other_python:
-                argv = [
-                    "--model",
-                    str(model_dir),
-                    *command,
-                    "--output",
-                    str(tmp / f"x-{i}.png"),
-                    "--dtype",
-                    "float32",
-                ]
-                times[other].append(
-                    _wall([args.other_python, "-m", "hififace", "swap", *argv], cpu=cpu.setdefault(other, []))
-                )
+                timed(other, args.other_python, f"x-{i}.png", "float32")
+            for name, dtype in zip(baselines, args.baseline_dtypes, strict=True):
+                timed(name, sys.executable, f"b-{dtype}-{i}.png", dtype, baseline)
             if baseline:
-                argv = [
-                    "--model",
-                    str(model_dir),
-                    *command,
-                    "--output",
-                    str(tmp / f"b-{i}.png"),
-                    "--dtype",
-                    "float32",
-                ]
-                times[BASELINE].append(
-                    _wall(
-                        [sys.executable, "-m", "hififace", "swap", *argv],
-                        baseline,
-                        cpu.setdefault(BASELINE, []),
-                    )
-                )
-                phases["baseline"].append(_probe_run(probe_argv, baseline))
-            phases["this tree"].append(_probe_run(probe_argv))
+                phases["baseline"].append(_probe_run(argv("p.png", "float32"), baseline))
+            phases["this tree"].append(_probe_run(argv("p.png", "float32")))
             start = time.perf_counter()
             warm.swap(source, target)
             times["warm swap (fp32)"].append(time.perf_counter() - start)
