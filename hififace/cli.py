@@ -282,6 +282,7 @@ def _swap_files(args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder:
 def _swap_with(
     args: argparse.Namespace, jobs: list[tuple[Path, Path]], folder: bool, state, detector
 ) -> list[str]:
+    """`_swap_files` with its detector process (None: the pipeline loads its own detector)."""
     import torch
     from tqdm import tqdm
 

@@ -106,7 +106,6 @@ AI_METADATA = {
     "description": "AI-generated: a face was swapped with HifiFace (https://arxiv.org/abs/2106.09965)",
 }
 
-# The pipeline's settings beside the model's config.json (`save_pretrained`, `from_pretrained`).
 DEFAULT_DTYPE = "float32"  # the library's default; the command and the app ask for "auto"
 _WEIGHTS_HELP = (
     "get weights with `hififace convert hififace-pytorch generator_<iter>.pth models/hififace-256` "
