@@ -217,6 +217,29 @@ def timing_summary(times: list[float], items: int, flops_per_item: float | None 
     return summary
 
 
+def matmul_peak_gflops(
+    device: torch.device | str, dtype: torch.dtype = torch.bfloat16, repeats: int = 5
+) -> float:
+    """The best of `repeats` 2048^2 matrix products, in GFLOP/s (int8: GOP/s, through
+    `torch._int_mm`, int32 sums): what this machine can do now."""
+    n = 2048
+    if dtype == torch.int8:
+        a = torch.randint(-128, 128, (n, n), device=device, dtype=torch.int8)
+        b = torch.randint(-128, 128, (n, n), device=device, dtype=torch.int8)
+        product = torch._int_mm
+    else:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        product = torch.matmul
+    best = float("inf")
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        product(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of `fn` by `torch.utils.flop_counter` (convolutions and matrix products, 2 per multiply-add)."""
     from torch.utils.flop_counter import FlopCounterMode

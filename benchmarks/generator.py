@@ -13,7 +13,8 @@ weights (`benchmarks/reference.py`), at 256; without it the JSON says that compa
 `--experiments` adds the CPU fast-path experiments: `torch.compile` with Inductor's weight freezing
 (oneDNN prepacked convolutions) and with max-autotune, `torch.export` + AOTInductor, and torchao
 int8 weight-only quantisation (of the Linear layers: torchao's weight-only int8 has no convolution
-kernels), each with its difference from fp32 eager.
+kernels), and int8 convolutions through torchao's PT2E flow (static activations, calibrated on the
+run's inputs; bf16 elsewhere), each with its difference from fp32 eager.
 
 For every variant: median and spread of the timed runs, images/s, achieved FLOP/s (FLOPs counted with
 `torch.utils.flop_counter` on the fp32 graph), peak memory, the ratio against fp32 eager measured in
@@ -70,6 +71,9 @@ VARIANTS = {
     "channels_last+fp16+compile(cudagraphs)": (True, "float16", {"mode": "reduce-overhead"}),
     "channels_last+bf16+compile(cudagraphs)": (True, "bfloat16", {"mode": "reduce-overhead"}),
     "channels_last+bf16+int8wo": (True, "bfloat16", "int8"),
+    # int8 convolutions and linears (torchao PT2E, X86InductorQuantizer, static per-tensor
+    # activations calibrated on the run's inputs), the other ops in bf16, Inductor with freezing
+    "int8+bf16+compile(pt2e)": (False, "bfloat16", "int8-pt2e"),
     # the public HiFiFace-pytorch code, fp32 eager (`--reference-src`, 256 only)
     "hififace-pytorch": (False, "float32", "reference"),
 }
@@ -79,6 +83,7 @@ EXPERIMENTS = [
     "channels_last+bf16+compile(max-autotune)",
     "channels_last+bf16+aoti",
     "channels_last+bf16+int8wo",
+    "int8+bf16+compile(pt2e)",
 ]
 ALL_CPU = [
     "fp32",
@@ -293,6 +298,8 @@ def _variant(name: str, model, targets, v_sid, device, reference):
         optimize(variant_model, channels_last=channels_last)
     if how == "aoti":
         return _aoti_runner(variant_model, targets, v_sid, device, dtype)
+    if how == "int8-pt2e":
+        return _int8_runner(variant_model, targets, v_sid, device, dtype)
     if how == "int8":
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
@@ -338,6 +345,47 @@ def _aoti_runner(model, targets, v_sid, device, dtype):
             state["runner"] = torch._inductor.aoti_load_package(path)
         with torch.inference_mode():
             return state["runner"](targets, v_sid)
+
+    return run
+
+
+class _GenerateOnly(torch.nn.Module):
+    """`generate` as one module without autocast: the form PT2E quantisation exports."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, targets, v_sid):
+        return self.model.generate(targets, v_sid)
+
+
+def _int8_runner(model, targets, v_sid, device, dtype):
+    """int8 through torchao's PT2E flow: export, insert observers (X86InductorQuantizer), calibrate
+    on these inputs, convert, then torch.compile with freezing under `dtype` autocast, where
+    Inductor lowers the quantised convolutions and linears to oneDNN's int8 kernels."""
+    import torch._inductor.config as inductor
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    state = {}
+
+    def run():
+        if "compiled" not in state:  # quantise + compile on the first call: first_call_s includes it
+            with torch.no_grad():
+                exported = torch.export.export(_GenerateOnly(model).eval(), (targets, v_sid)).module()
+                quantizer = x86.X86InductorQuantizer().set_global(
+                    x86.get_default_x86_inductor_quantization_config()
+                )
+                prepared = prepare_pt2e(exported, quantizer)
+                prepared(targets, v_sid)  # calibration
+                state["compiled"] = torch.compile(convert_pt2e(prepared))
+        with (
+            torch.no_grad(),
+            inductor.patch(freezing=True),
+            torch.autocast(device.type, dtype=getattr(torch, dtype)),
+        ):
+            return state["compiled"](targets, v_sid)
 
     return run
 

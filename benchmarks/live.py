@@ -41,6 +41,7 @@ from common import (
     cold_compile_cache,
     count_flops,
     machine_info,
+    matmul_peak_gflops,
     parse_args,
     release_model,
     save,
@@ -97,18 +98,6 @@ def write_clip(path: Path, seconds: float, fps: int) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return path
-
-
-def bf16_peak_gflops(device: torch.device, repeats: int = 5) -> float:
-    """The best of `repeats` 2048^2 bf16 matrix products, in GFLOP/s: what this machine can do now."""
-    a = torch.randn(2048, 2048, device=device, dtype=torch.bfloat16)
-    b = torch.randn(2048, 2048, device=device, dtype=torch.bfloat16)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        (a @ b).sum().item()
-        best = min(best, time.perf_counter() - start)
-    return 2 * 2048**3 / best / 1e9
 
 
 def generator_flops(model: torch.nn.Module, device: torch.device) -> int:
@@ -182,7 +171,7 @@ def main() -> None:
     seconds = min(args.seconds, 2.0) if args.quick else args.seconds
     rounds = 1 if args.quick else args.rounds
     source_photo = data.astronaut()[:, ::-1].copy()  # the mirrored astronaut as the source
-    peaks = [bf16_peak_gflops(device)]
+    peaks = [matmul_peak_gflops(device)]
     flops = generator_flops(model, device)
     startup, summaries = {}, {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as folder:
@@ -200,7 +189,7 @@ def main() -> None:
         startup["bf16+compile"]["compile_s"] = (
             startup["bf16+compile"]["first_two_frames_s"] - startup["bf16"]["first_two_frames_s"]
         )
-    peaks.append(bf16_peak_gflops(device))
+    peaks.append(matmul_peak_gflops(device))
     peak = max(peaks)
     results = {}
     for name, rounds_of in summaries.items():
