@@ -159,30 +159,30 @@ class DetectorProcess:
 
     def _detect(self, image: Image) -> list[Face]:
         self._wait()
-        if self._local is not None:
-            return self._local.detect(image)
         array = np.ascontiguousarray(image)
         key = image_digest(array)
         # The child works in order: the files it was given to prefetch, then this request.
         while key not in self._found and self._outstanding and self._local is None:
             self._handle(self._receive())
-        if key in self._found:
+        if key in self._found:  # prefetched results stay good after a fall-back too
             return list(self._found[key])
-        if self._local is not None:
-            return self._local.detect(image)
+        faces = self._ask(array) if self._local is None else None
+        return faces if faces is not None else self._local.detect(image)
+
+    def _ask(self, array: np.ndarray) -> list[Face] | None:
+        """The child's faces for `array`; None when it cannot answer (the detector is then loaded here)."""
         request = {"kind": "detect", "shape": list(array.shape), "dtype": array.dtype.str}
         if not self._send(request, memoryview(array).cast("B")):
             self._fall_back("it stopped")
-            return self._local.detect(image)
-        while True:
+            return None
+        while self._local is None:
             message = self._receive()
             if message is not None and message["kind"] == "faces":
                 return _faces_from_json(message["faces"])
             if message is not None and message["kind"] == "error":
                 raise RuntimeError(f"face detection failed in the detector process: {message['message']}")
-            self._handle(message)
-            if self._local is not None:
-                return self._local.detect(image)
+            self._handle(message)  # a prefetched result, or the end (a fall-back)
+        return None
 
     def _send(self, header: dict[str, Any], payload: bytes | memoryview = b"") -> bool:
         try:
